@@ -1,0 +1,211 @@
+"""JSONL shards, the manifest that marks a stage finished, and the lock that keeps two runs off one folder.
+
+Layout of a stage's output folder::
+
+    part-00000.jsonl        finished shards (renamed from .tmp once closed)
+    part-00001.jsonl.tmp    the shard being appended to; each record is one flushed line
+    manifest.json           written last, atomically: its presence means the stage finished
+
+A process killed at any moment leaves at most one torn line at the end of a `.tmp` shard. `recover` drops that line
+and seals the shard, so what is on disk afterwards is exactly the records that were fully written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+SHARD_GLOB = "part-*.jsonl"
+
+
+class StageError(RuntimeError):
+    """A user-facing error: the message names the file/field and what to do."""
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write `text` to `path` via a temp file in the same folder + fsync + rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_jsonl_atomic(path: str | Path, records: Iterable[dict[str, Any] | str]) -> int:
+    lines = [r if isinstance(r, str) else json.dumps(r, ensure_ascii=False) for r in records]
+    atomic_write_text(path, "".join(line + "\n" for line in lines))
+    return len(lines)
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _shard_index(path: Path) -> int:
+    return int(path.name.split("-")[1].split(".")[0])
+
+
+class ShardWriter:
+    """Appends records to `part-NNNNN.jsonl.tmp`, one flushed line each, sealing a shard every `rows_per_shard`.
+
+    Flushing per line (not fsync) is what makes SIGKILL safe: the kernel keeps what was written. `close` fsyncs.
+    """
+
+    def __init__(self, out_dir: str | Path, rows_per_shard: int = 10_000):
+        self.dir = Path(out_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.rows_per_shard = rows_per_shard
+        existing = [_shard_index(p) for p in self.dir.glob("part-*.jsonl*")]
+        self._next = max(existing, default=-1) + 1
+        self._f = None
+        self._rows = 0
+        self.written = 0
+
+    def _open(self) -> None:
+        self._path = self.dir / f"part-{self._next:05d}.jsonl.tmp"
+        self._next += 1
+        self._f = open(self._path, "a", encoding="utf-8")
+        self._rows = 0
+
+    def write(self, record: dict[str, Any] | str) -> None:
+        line = record if isinstance(record, str) else json.dumps(record, ensure_ascii=False)
+        if "\n" in line:
+            raise ValueError("a JSONL record must not contain a raw newline")
+        if self._f is None:
+            self._open()
+        self._f.write(line + "\n")
+        self._f.flush()
+        self._rows += 1
+        self.written += 1
+        if self._rows >= self.rows_per_shard:
+            self._seal()
+
+    def _seal(self) -> None:
+        if self._f is None:
+            return
+        self._f.flush()
+        os.fsync(self._f.fileno())
+        self._f.close()
+        self._f = None
+        os.replace(self._path, self._path.with_suffix(""))
+
+    def close(self) -> None:
+        self._seal()
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def recover(out_dir: str | Path) -> int:
+    """Seal every `.tmp` shard left by a killed run, dropping a torn last line. Returns the number of lines dropped."""
+    dropped = 0
+    for tmp in sorted(Path(out_dir).glob("part-*.jsonl.tmp")):
+        data = tmp.read_bytes()
+        keep = data[: data.rfind(b"\n") + 1]  # a record counts only once its newline is on disk
+        good: list[bytes] = []
+        for line in keep.splitlines(keepends=True):
+            try:
+                json.loads(line)
+                good.append(line)
+            except ValueError:
+                dropped += 1
+        dropped += data != keep
+        if good:
+            atomic_write_text(tmp.with_suffix(""), b"".join(good).decode("utf-8"))
+        tmp.unlink()
+    if dropped:
+        log.warning("%s: dropped %d torn record(s) left by an interrupted run", out_dir, dropped)
+    return dropped
+
+
+def shard_paths(out_dir: str | Path) -> list[Path]:
+    return sorted(Path(out_dir).glob(SHARD_GLOB), key=_shard_index)
+
+
+def iter_records(out_dir: str | Path) -> Iterator[dict[str, Any]]:
+    """Every record of a stage folder, shard by shard. A malformed line is an error naming file and line."""
+    for path in shard_paths(out_dir):
+        with open(path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                try:
+                    yield json.loads(line)
+                except ValueError as e:
+                    raise StageError(f"{path}:{lineno}: malformed JSON record ({e.msg})") from None
+
+
+def read_manifest(out_dir: str | Path) -> dict[str, Any] | None:
+    path = Path(out_dir) / MANIFEST
+    if not path.exists():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def require_complete(out_dir: str | Path, stage: str) -> dict[str, Any]:
+    """The manifest of a finished stage, or an error telling the user to (re)run that stage."""
+    manifest = read_manifest(out_dir)
+    if manifest is None:
+        raise StageError(f"{out_dir}: no {MANIFEST}; the {stage} stage did not finish there. Run it (again) first.")
+    return manifest
+
+
+def clear_manifest(out_dir: str | Path) -> None:
+    """Called when a stage starts: an output being (re)written must not look finished."""
+    with contextlib.suppress(FileNotFoundError):
+        (Path(out_dir) / MANIFEST).unlink()
+
+
+def write_manifest(out_dir: str | Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Record each shard's rows and sha256 in the manifest and write it last, atomically."""
+    files = []
+    for path in shard_paths(out_dir):
+        with open(path, "rb") as f:
+            rows = sum(1 for _ in f)
+        files.append({"name": path.name, "rows": rows, "sha256": sha256_file(path)})
+    manifest = {**manifest, "files": files}
+    atomic_write_text(Path(out_dir) / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    return manifest
+
+
+def manifest_hash(out_dir: str | Path) -> str | None:
+    path = Path(out_dir) / MANIFEST
+    return sha256_file(path)[:16] if path.exists() else None
+
+
+@contextlib.contextmanager
+def locked(out_dir: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on a stage folder: a second run on the same folder fails at once instead of
+    interleaving its records with the first one's."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / ".lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StageError(f"{out_dir}: another r1distill process is writing here; wait for it or stop it") from None
+        yield

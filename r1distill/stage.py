@@ -1,0 +1,97 @@
+"""What every stage shares: the manifest header, the "already done?" test, and the command line.
+
+A stage module `r1distill/<name>.py` exposes `Config` (a dataclass), `run(cfg, input_dir, output_dir) -> manifest`
+and `main(argv)`. `main` is `stage_main(...)`, so `r1distill <name>` and `python -m r1distill.<name>` agree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from r1distill import __version__
+from r1distill.config import Recipe, config_hash, load_recipe
+from r1distill.shards import StageError, manifest_hash, read_manifest
+
+log = logging.getLogger("r1distill")
+
+# The folder each stage reads from, inside the run dir (generate reads prompts named by its config).
+UPSTREAM = {"verify": "generate", "filter": "verify", "build": "filter", "publish": "build", "sft": "build"}
+
+
+def header(stage: str, cfg: Any, input_dir: str | Path | None, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The fields every manifest starts with; `exclude` names config fields that do not change the output."""
+    return {
+        "stage": stage,
+        "r1distill_version": __version__,
+        "config_hash": config_hash(cfg, exclude),
+        "input_hash": manifest_hash(input_dir) if input_dir else None,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": " ".join(sys.argv),
+    }
+
+
+def is_done(output_dir: str | Path, cfg: Any, input_dir: str | Path | None, exclude: tuple[str, ...] = ()) -> bool:
+    """True when the folder holds a finished run of this very config on this very input."""
+    manifest = read_manifest(output_dir)
+    return bool(
+        manifest
+        and manifest.get("config_hash") == config_hash(cfg, exclude)
+        and manifest.get("input_hash") == (manifest_hash(input_dir) if input_dir else None)
+    )
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+
+
+def make_parser(stage: str, doc: str | None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"r1distill {stage}", description=(doc or "").strip().splitlines()[0])
+    p.add_argument("--config", "-c", required=True, help="recipe YAML (its '%s:' section is used)" % stage)
+    p.add_argument("--input", "-i", help="input stage folder (default: the recipe's run dir)")
+    p.add_argument("--output", "-o", help=f"output folder (default: RUN_DIR/{stage})")
+    p.add_argument("--force", action="store_true", help="rerun even if a finished run with the same config exists")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=f"dotted overrides, e.g. {stage}.n=4")
+    return p
+
+
+def stage_main(
+    stage: str,
+    config_cls: type,
+    run: Callable[[Any, Path | None, Path], dict[str, Any]],
+    argv: list[str] | None,
+    doc: str | None = None,
+) -> int:
+    """Parse the common arguments, load the recipe section, run the stage; user errors exit 2 with one line."""
+    args = make_parser(stage, doc).parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        recipe = load_recipe(args.config, args.overrides)
+        cfg = recipe.section(stage, config_cls)
+        input_dir, output_dir = resolve_dirs(recipe, stage, args.input, args.output)
+        run(cfg, input_dir, output_dir)
+    except StageError as e:
+        print(f"r1distill {stage}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"r1distill {stage}: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+def resolve_dirs(recipe: Recipe, stage: str, input_dir: str | None, output_dir: str | None) -> tuple[Path | None, Path]:
+    upstream = UPSTREAM.get(stage)
+    inp = Path(input_dir) if input_dir else (recipe.run_dir / upstream if upstream else None)
+    out = Path(output_dir) if output_dir else recipe.run_dir / stage
+    return inp, out
