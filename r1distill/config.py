@@ -179,9 +179,10 @@ def from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
 
 
 def config_hash(obj: Any, exclude: tuple[str, ...] = ()) -> str:
-    """A short stable hash of a config (dataclass or dict), ignoring fields in `exclude`."""
+    """A short stable hash of a config (dataclass or dict), ignoring fields in `exclude` and in the config's own
+    `HASH_EXCLUDE` (settings such as worker counts that do not change the output)."""
     data = dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else dict(obj)
-    for key in exclude:
+    for key in (*exclude, *getattr(obj, "HASH_EXCLUDE", ())):
         data.pop(key, None)
     blob = json.dumps(data, sort_keys=True, default=str, ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -24,24 +24,24 @@ log = logging.getLogger("r1distill")
 UPSTREAM = {"verify": "generate", "filter": "verify", "build": "filter", "publish": "build", "sft": "build"}
 
 
-def header(stage: str, cfg: Any, input_dir: str | Path | None, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The fields every manifest starts with; `exclude` names config fields that do not change the output."""
+def header(stage: str, cfg: Any, input_dir: str | Path | None) -> dict[str, Any]:
+    """The fields every manifest starts with."""
     return {
         "stage": stage,
         "r1distill_version": __version__,
-        "config_hash": config_hash(cfg, exclude),
+        "config_hash": config_hash(cfg),
         "input_hash": manifest_hash(input_dir) if input_dir else None,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": " ".join(sys.argv),
     }
 
 
-def is_done(output_dir: str | Path, cfg: Any, input_dir: str | Path | None, exclude: tuple[str, ...] = ()) -> bool:
+def is_done(output_dir: str | Path, cfg: Any, input_dir: str | Path | None) -> bool:
     """True when the folder holds a finished run of this very config on this very input."""
     manifest = read_manifest(output_dir)
     return bool(
         manifest
-        and manifest.get("config_hash") == config_hash(cfg, exclude)
+        and manifest.get("config_hash") == config_hash(cfg)
         and manifest.get("input_hash") == (manifest_hash(input_dir) if input_dir else None)
     )
 
@@ -57,7 +57,7 @@ def setup_logging(verbose: bool = False) -> None:
 
 def make_parser(stage: str, doc: str | None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"r1distill {stage}", description=(doc or "").strip().splitlines()[0])
-    p.add_argument("--config", "-c", required=True, help="recipe YAML (its '%s:' section is used)" % stage)
+    p.add_argument("--config", "-c", required=True, help=f"recipe YAML (its '{stage}:' section is used)")
     p.add_argument("--input", "-i", help="input stage folder (default: the recipe's run dir)")
     p.add_argument("--output", "-o", help=f"output folder (default: RUN_DIR/{stage})")
     p.add_argument("--force", action="store_true", help="rerun even if a finished run with the same config exists")
@@ -80,7 +80,10 @@ def stage_main(
         recipe = load_recipe(args.config, args.overrides)
         cfg = recipe.section(stage, config_cls)
         input_dir, output_dir = resolve_dirs(recipe, stage, args.input, args.output)
-        run(cfg, input_dir, output_dir)
+        if not args.force and is_done(output_dir, cfg, input_dir):
+            log.info("%s: finished earlier with this config and input; nothing to do (--force reruns)", output_dir)
+        else:
+            run(cfg, input_dir, output_dir)
     except StageError as e:
         print(f"r1distill {stage}: error: {e}", file=sys.stderr)
         return 2

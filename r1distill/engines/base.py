@@ -1,0 +1,58 @@
+"""The teacher interface: submit requests, receive each completion as soon as it finishes.
+
+An engine never waits for a whole batch: `generate` is a generator that keeps at most `max_in_flight` requests in
+the engine and yields each finished one at once, so a stage can write it to disk before the slowest member of any
+batch is done, and memory stays flat however many prompts there are.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Request:
+    """One completion to produce. `prefill` is appended after the chat template's assistant header."""
+
+    id: str
+    messages: list[dict[str, str]]
+    prefill: str = ""
+    seed: int | None = None
+
+
+@dataclass
+class Completion:
+    """A finished request. `text` excludes the prefill; `error` is set (and text empty) when it failed."""
+
+    id: str
+    text: str
+    finish_reason: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Engine(ABC):
+    name: str = "engine"
+    supports_seed: bool = True  # False: request seeds are ignored (recorded as null in samples)
+
+    @abstractmethod
+    def generate(self, requests: Iterable[Request]) -> Iterator[Completion]:
+        """Yield one `Completion` per request, in completion order (not submission order)."""
+
+    def describe(self) -> dict[str, Any]:
+        """What to record about the teacher in manifests and samples."""
+        return {"engine": self.name}
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        pass
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

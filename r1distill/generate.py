@@ -1,0 +1,271 @@
+"""generate: the teacher writes `<think>` answers, n samples per prompt, streamed to disk as each finishes.
+
+    python -m r1distill.generate --config pipelines/quickstart.yaml [generate.n=4 ...]
+
+Resume: rerunning the same command after a crash (even kill -9) generates only the (prompt, k) pairs that are not
+on disk yet; every requested sample ends up in the output exactly once. The manifest is written last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from r1distill.config import config_hash
+from r1distill.engines import Engine, Request, make_engine
+from r1distill.models import BUNDLED, resolve_model
+from r1distill.progress import Progress
+from r1distill.prompts import Prompt, SourceConfig, load_prompts
+from r1distill.records import Sample, sample_id
+from r1distill.shards import (
+    ShardWriter,
+    StageError,
+    atomic_write_text,
+    clear_manifest,
+    iter_records,
+    locked,
+    recover,
+    write_manifest,
+)
+from r1distill.stage import header, stage_main
+
+log = logging.getLogger(__name__)
+
+# DeepSeek-R1's recommended sampling; the recipe's `sampling:` is merged over it and handed to SamplingParams.
+R1_SAMPLING = {"temperature": 0.6, "top_p": 0.95, "max_tokens": 32768}
+STATE = "_generate_state.json"
+
+
+@dataclass
+class GenerateConfig:
+    """The recipe's `generate:` section. `vllm` goes to `vllm.LLM(**...)`, `sampling` to `SamplingParams(**...)`."""
+
+    HASH_EXCLUDE = ("max_in_flight", "rows_per_shard")
+
+    sources: list[SourceConfig] = field(default_factory=list)
+    model: str = BUNDLED
+    engine: str = "vllm"
+    n: int = 4
+    system_prompt: str | None = None
+    prompt_template: str = "{problem}"
+    prefill: str = "<think>\n"
+    sampling: dict[str, Any] = field(default_factory=dict)
+    vllm: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = 0
+    max_in_flight: int | None = None
+    rows_per_shard: int = 10_000
+
+
+Config = GenerateConfig
+
+
+def sampling_params(cfg: GenerateConfig) -> dict[str, Any]:
+    for key in ("n", "seed"):
+        if key in cfg.sampling:
+            raise StageError(f"generate.sampling.{key}: set generate.{key} instead (samples are drawn one by one)")
+    return {**R1_SAMPLING, **cfg.sampling}
+
+
+def content_hash(cfg: GenerateConfig, model: str) -> str:
+    """What decides a sample's text: resuming into a folder made with a different value would mix two teachers."""
+    keys = ("engine", "system_prompt", "prompt_template", "prefill", "seed", "vllm")
+    return config_hash({"model": model, "sampling": sampling_params(cfg), **{k: getattr(cfg, k) for k in keys}})
+
+
+def request_seed(base: int | None, sid: str) -> int | None:
+    """A per-sample seed derived from the id: a resumed sample is drawn exactly as it would have been."""
+    if base is None:
+        return None
+    return int.from_bytes(hashlib.sha256(f"{base}:{sid}".encode()).digest()[:4], "little") & 0x7FFFFFFF
+
+
+def messages_for(cfg: GenerateConfig, prompt: Prompt) -> list[dict[str, str]]:
+    msgs = [{"role": "system", "content": cfg.system_prompt}] if cfg.system_prompt else []
+    msgs.append({"role": "user", "content": cfg.prompt_template.replace("{problem}", prompt.problem)})
+    return msgs
+
+
+def _check_sampling(sampling: dict[str, Any]) -> None:
+    try:
+        from vllm import SamplingParams
+    except ImportError:
+        return
+    try:
+        SamplingParams(**sampling)
+    except TypeError as e:
+        raise StageError(f"generate.sampling: {e} (keys go to vllm.SamplingParams)") from None
+    except ValueError as e:
+        raise StageError(f"generate.sampling: {e}") from None
+
+
+def _resume_state(output_dir: Path, chash: str) -> set[str]:
+    """Ids already on disk, after sealing what a killed run left; refuses a folder of a different teacher config."""
+    state_path = output_dir / STATE
+    if state_path.exists():
+        previous = json.loads(state_path.read_text())["content_hash"]
+        if previous != chash:
+            raise StageError(
+                f"{output_dir} holds samples from a different teacher/sampling config ({previous} != {chash}); "
+                "use another --output or delete that folder"
+            )
+    else:
+        atomic_write_text(state_path, json.dumps({"content_hash": chash}) + "\n")
+    recover(output_dir)
+    return {rec["id"] for rec in iter_records(output_dir)}
+
+
+def _summary(output_dir: Path, wanted: set[str]) -> dict[str, Any]:
+    finish: Counter[str] = Counter()
+    prompt_tokens = completion_tokens = samples = 0
+    ids: set[str] = set()
+    for rec in iter_records(output_dir):
+        if rec["id"] in ids:
+            raise StageError(f"{output_dir}: sample {rec['id']} written twice; the folder is corrupt, regenerate it")
+        ids.add(rec["id"])
+        samples += 1
+        finish[str(rec["meta"].get("finish_reason"))] += 1
+        prompt_tokens += rec["meta"].get("prompt_tokens", 0)
+        completion_tokens += rec["meta"].get("completion_tokens", 0)
+    missing = wanted - ids
+    if missing:
+        raise StageError(f"{output_dir}: {len(missing)} requested samples missing (e.g. {min(missing)}); rerun")
+    return {
+        "samples": samples,
+        "extra_samples": len(ids - wanted),
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "mean_completion_tokens": round(completion_tokens / max(samples, 1), 1),
+        "finish_reasons": dict(finish),
+    }
+
+
+def run(cfg: GenerateConfig, input_dir: Path | None, output_dir: Path, engine: Engine | None = None) -> dict[str, Any]:
+    """Generate every missing (prompt, k) sample into `output_dir` and write its manifest. Returns the manifest.
+
+    `engine` lets a caller reuse a running engine; by default one is started from the config (after every input
+    has been checked, so bad input fails fast).
+    """
+    output_dir = Path(output_dir)
+    if cfg.n < 1:
+        raise StageError("generate.n: must be at least 1")
+    prompts = load_prompts(cfg.sources)
+    model = resolve_model(cfg.model)
+    sampling = sampling_params(cfg)
+    _check_sampling(sampling)
+    chash = content_hash(cfg, model)
+    with locked(output_dir):
+        clear_manifest(output_dir)
+        done = _resume_state(output_dir, chash)
+        wanted = {sample_id(p.source, p.row, k) for p in prompts for k in range(cfg.n)}
+        todo = [(p, k) for p in prompts for k in range(cfg.n) if sample_id(p.source, p.row, k) not in done]
+        if done - wanted:
+            log.warning("%s: %d samples on disk are not requested by this config; kept", output_dir, len(done - wanted))
+        log.info(
+            "generate: %d prompts x n=%d: %d on disk, %d to go", len(prompts), cfg.n, len(wanted) - len(todo), len(todo)
+        )
+        errors, this_run = _generate(cfg, engine, model, sampling, todo, output_dir, len(wanted) - len(todo))
+        if errors:
+            path = output_dir / "errors.jsonl"
+            atomic_write_text(path, "".join(json.dumps(e) + "\n" for e in errors))
+            raise StageError(f"{len(errors)} requests failed (first: {errors[0]['error']}); see {path}; rerun to retry")
+        summary = _summary(output_dir, wanted)
+        manifest = {
+            **header("generate", cfg, input_dir),
+            "teacher": model,
+            "content_hash": chash,
+            "sampling": sampling,
+            "counts": {"prompts": len(prompts), "n": cfg.n, "samples": summary["samples"]},
+            "stats": summary,
+            "last_run": this_run,
+        }
+        return write_manifest(output_dir, manifest)
+
+
+def _generate(cfg, engine, model, sampling, todo, output_dir, already) -> tuple[list[dict[str, str]], dict]:
+    """Stream the todo samples to disk; returns the failed requests and this run's figures."""
+    if not todo:
+        return [], {"samples": 0}
+    requests = {
+        sample_id(p.source, p.row, k): (
+            p,
+            k,
+            Request(
+                sample_id(p.source, p.row, k),
+                messages_for(cfg, p),
+                cfg.prefill,
+                request_seed(cfg.seed, sample_id(p.source, p.row, k)),
+            ),
+        )
+        for p, k in todo
+    }
+    own = engine is None
+    if own:
+        engine = make_engine(cfg.engine, model, cfg.vllm, sampling, cfg.max_in_flight)
+    teacher = {**engine.describe(), "model": cfg.model if cfg.model != model else model}
+    errors: list[dict[str, str]] = []
+    progress = Progress(total=already + len(todo), desc="generate", initial=already)
+    t0 = time.monotonic()
+    try:
+        with ShardWriter(output_dir, cfg.rows_per_shard) as writer:
+            for c in engine.generate(req for _, _, req in requests.values()):
+                prompt, k, req = requests[c.id]
+                if c.error:
+                    errors.append({"id": c.id, "error": c.error})
+                    continue
+                sample = Sample(
+                    id=c.id,
+                    source=prompt.source,
+                    row=prompt.row,
+                    k=k,
+                    domain=prompt.domain,
+                    problem=prompt.problem,
+                    messages=req.messages,
+                    reference=prompt.reference,
+                    completion=cfg.prefill + c.text,
+                    meta={
+                        "teacher": teacher,
+                        "sampling": {**sampling, "seed": req.seed if engine.supports_seed else None},
+                        "prefill": cfg.prefill,
+                        "finish_reason": c.finish_reason,
+                        "prompt_tokens": c.prompt_tokens,
+                        "completion_tokens": c.completion_tokens,
+                    },
+                )
+                writer.write(sample.to_json())
+                progress.update(1, c.completion_tokens)
+    finally:
+        progress.close()
+        if own:
+            engine.close()
+    wall = time.monotonic() - t0
+    log.info(
+        "generate: wrote %d samples (%d output tokens) in %.1f s: %.1f output tok/s, %d failed -> %s",
+        progress.items,
+        progress.tokens,
+        wall,
+        progress.tokens / max(wall, 1e-9),
+        len(errors),
+        output_dir,
+    )
+    return errors, {
+        "samples": progress.items,
+        "output_tokens": progress.tokens,
+        "wall_s": round(wall, 2),
+        "output_tok_per_s": round(progress.tokens / max(wall, 1e-9), 1),
+        "failed": len(errors),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    return stage_main("generate", GenerateConfig, run, argv, __doc__)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
