@@ -192,22 +192,14 @@ def _generate(cfg, engine, model, sampling, todo, output_dir, already) -> tuple[
     """Stream the todo samples to disk; returns the failed requests and this run's figures."""
     if not todo:
         return [], {"samples": 0}
-    requests = {
-        sample_id(p.source, p.row, k): (
-            p,
-            k,
-            Request(
-                sample_id(p.source, p.row, k),
-                messages_for(cfg, p),
-                cfg.prefill,
-                request_seed(cfg.seed, sample_id(p.source, p.row, k)),
-            ),
-        )
-        for p, k in todo
-    }
+    requests = {}
+    for p, k in todo:
+        sid = sample_id(p.source, p.row, k)
+        seed = request_seed(cfg.seed, sid)
+        requests[sid] = (p, k, Request(sid, messages_for(cfg, p), sampling=sampling, prefill=cfg.prefill, seed=seed))
     own = engine is None
     if own:
-        engine = make_engine(cfg.engine, model, cfg.vllm, sampling, cfg.max_in_flight)
+        engine = make_engine(cfg.engine, model, cfg.vllm, cfg.max_in_flight)
     teacher = {**engine.describe(), "model": cfg.model if cfg.model != model else model}
     errors: list[dict[str, str]] = []
     progress = Progress(total=already + len(todo), desc="generate", initial=already)

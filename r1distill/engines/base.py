@@ -15,10 +15,12 @@ from typing import Any
 
 @dataclass
 class Request:
-    """One completion to produce. `prefill` is appended after the chat template's assistant header."""
+    """One completion to produce. `prefill` is appended after the chat template's assistant header; `sampling`
+    holds the upstream sampling settings (for vLLM, `SamplingParams` keyword arguments)."""
 
     id: str
     messages: list[dict[str, str]]
+    sampling: dict[str, Any] = field(default_factory=dict)
     prefill: str = ""
     seed: int | None = None
 

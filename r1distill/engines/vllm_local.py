@@ -19,11 +19,10 @@ log = logging.getLogger(__name__)
 class VLLMEngine(Engine):
     name = "vllm"
 
-    def __init__(self, model: str, vllm_kwargs: dict[str, Any], sampling: dict[str, Any], max_in_flight: int | None):
+    def __init__(self, model: str, vllm_kwargs: dict[str, Any], max_in_flight: int | None = None):
         from vllm import LLM, SamplingParams
 
         self.model = model
-        self.sampling = dict(sampling)
         self._params_cls = SamplingParams
         self.llm = LLM(model=model, **vllm_kwargs)
         self.engine = self.llm.llm_engine
@@ -51,6 +50,7 @@ class VLLMEngine(Engine):
         return self.tokenizer(text, add_special_tokens=False).input_ids
 
     def generate(self, requests: Iterable[Request]) -> Iterator[Completion]:
+        from vllm.exceptions import VLLMValidationError
         from vllm.inputs import TokensPrompt
 
         pending = iter(requests)
@@ -66,9 +66,9 @@ class VLLMEngine(Engine):
                     try:
                         ids = self.render(req)
                         seed = req.seed if self.supports_seed else None
-                        params = self._params_cls(**self.sampling, seed=seed)
+                        params = self._params_cls(**req.sampling, seed=seed)
                         self.engine.add_request(req.id, TokensPrompt(prompt_token_ids=ids), params)
-                    except ValueError as e:  # e.g. prompt longer than max_model_len
+                    except (ValueError, VLLMValidationError) as e:  # e.g. prompt longer than max_model_len
                         yield Completion(req.id, "", None, 0, 0, error=f"{type(e).__name__}: {e}")
                         continue
                     in_flight[req.id] = len(ids)

