@@ -53,6 +53,7 @@ class GenerateConfig:
     model: str = BUNDLED
     engine: str = "vllm"
     n: int = 4
+    limit: int | None = None
     system_prompt: str | None = None
     prompt_template: str = "{problem}"
     prefill: str = "<think>\n"
@@ -155,7 +156,7 @@ def run(cfg: GenerateConfig, input_dir: Path | None, output_dir: Path, engine: E
     output_dir = Path(output_dir)
     if cfg.n < 1:
         raise StageError("generate.n: must be at least 1")
-    prompts = load_prompts(cfg.sources)
+    prompts = load_prompts(cfg.sources, cfg.limit)
     model = resolve_model(cfg.model)
     sampling = sampling_params(cfg)
     _check_sampling(sampling)
@@ -255,8 +256,20 @@ def _generate(cfg, engine, model, sampling, todo, output_dir, already) -> tuple[
     }
 
 
+def summary(manifest: dict[str, Any]) -> str:
+    """One line a person reads at the end of a run."""
+    s, last = manifest["stats"], manifest.get("last_run", {})
+    finish = ", ".join(f"{k} {v}" for k, v in sorted(s["finish_reasons"].items()))
+    rate = f", this run {last['output_tok_per_s']:.0f} output tok/s" if last.get("samples") else ""
+    return (
+        f"{s['samples']} samples ({manifest['counts']['prompts']} prompts x n={manifest['counts']['n']}), "
+        f"{s['completion_tokens']} output tokens (mean {s['mean_completion_tokens']}){rate}; finish: {finish}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
-    return stage_main("generate", GenerateConfig, run, argv, __doc__)
+    flags = {"--limit": ("generate.limit", int, "at most this many prompts from each source")}
+    return stage_main("generate", GenerateConfig, run, argv, __doc__, flags)
 
 
 if __name__ == "__main__":

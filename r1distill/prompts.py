@@ -106,12 +106,16 @@ def _rows(src: SourceConfig, where: str) -> Iterator[tuple[str, dict[str, Any]]]
         raise StageError(f"{where}.path: {path} must end in .jsonl, .json or .parquet")
 
 
-def load_source(src: SourceConfig, where: str = "generate.sources") -> list[Prompt]:
-    """All prompts of one source, validated (see module doc). Row ids must be unique within a source."""
+def load_source(src: SourceConfig, where: str = "generate.sources", limit: int | None = None) -> list[Prompt]:
+    """All prompts of one source, validated (see module doc). Row ids must be unique within a source.
+
+    The smaller of the source's `limit` and `limit` applies (the first rows are taken)."""
     prompts: list[Prompt] = []
     seen: dict[str, str] = {}
+    limits = [x for x in (src.limit, limit) if x is not None]
+    cap = min(limits) if limits else None
     for i, (loc, row) in enumerate(_rows(src, where)):
-        if src.limit is not None and len(prompts) >= src.limit:
+        if cap is not None and len(prompts) >= cap:
             break
         problem = row.get(src.problem_field)
         if problem is None:
@@ -140,7 +144,7 @@ def load_source(src: SourceConfig, where: str = "generate.sources") -> list[Prom
     return prompts
 
 
-def load_prompts(sources: list[SourceConfig]) -> list[Prompt]:
+def load_prompts(sources: list[SourceConfig], limit: int | None = None) -> list[Prompt]:
     if not sources:
         raise StageError("generate.sources: no prompt source given; add at least one (path, hub or builtin)")
     names = [s.name for s in sources]
@@ -149,5 +153,5 @@ def load_prompts(sources: list[SourceConfig]) -> list[Prompt]:
         raise StageError(f"generate.sources: source name {sorted(dup)[0]!r} used twice; names prefix ids")
     out: list[Prompt] = []
     for i, src in enumerate(sources):
-        out.extend(load_source(src, f"generate.sources[{i}]"))
+        out.extend(load_source(src, f"generate.sources[{i}]", limit))
     return out

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force", action="append", default=[], metavar="STAGE", help="rerun STAGE even if finished")
     p.add_argument("-v", "--verbose", action="store_true")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)
     setup_logging(args.verbose)
     try:
         recipe = load_recipe(args.recipe, args.overrides)
@@ -71,11 +71,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _print_summary(steps: list[dict], wall: float) -> None:
+    """Per stage: where its output is and what it holds (the module's `summary(manifest)` when it has one)."""
     print(f"\nrun finished in {wall:.0f} s", file=sys.stderr)
     for step in steps:
         manifest = read_manifest(step["output"]) or {}
-        counts = json.dumps(manifest.get("counts", {}))
-        print(f"  {step['stage']:<9} {step['output']}  {counts}", file=sys.stderr)
+        describe = getattr(step["module"], "summary", None)
+        text = describe(manifest) if describe else json.dumps(manifest.get("counts", {}))
+        print(f"  {step['stage']:<9} -> {step['output']}\n            {text}", file=sys.stderr)
 
 
 if __name__ == "__main__":

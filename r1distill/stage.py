@@ -55,7 +55,7 @@ def setup_logging(verbose: bool = False) -> None:
     )
 
 
-def make_parser(stage: str, doc: str | None) -> argparse.ArgumentParser:
+def make_parser(stage: str, doc: str | None, flags: dict[str, tuple[str, type, str]] | None = None):
     p = argparse.ArgumentParser(prog=f"r1distill {stage}", description=(doc or "").strip().splitlines()[0])
     p.add_argument("--config", "-c", required=True, help=f"recipe YAML (its '{stage}:' section is used)")
     p.add_argument("--input", "-i", help="input stage folder (default: the recipe's run dir)")
@@ -63,6 +63,8 @@ def make_parser(stage: str, doc: str | None) -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="rerun even if a finished run with the same config exists")
     p.add_argument("-v", "--verbose", action="store_true")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=f"dotted overrides, e.g. {stage}.n=4")
+    for flag, (key, kind, text) in (flags or {}).items():
+        p.add_argument(flag, type=kind, dest=f"flag_{key}", help=f"{text} (same as {key}=...)")
     return p
 
 
@@ -72,12 +74,21 @@ def stage_main(
     run: Callable[[Any, Path | None, Path], dict[str, Any]],
     argv: list[str] | None,
     doc: str | None = None,
+    flags: dict[str, tuple[str, type, str]] | None = None,
 ) -> int:
-    """Parse the common arguments, load the recipe section, run the stage; user errors exit 2 with one line."""
-    args = make_parser(stage, doc).parse_args(argv)
+    """Parse the common arguments, load the recipe section, run the stage; user errors exit 2 with one line.
+
+    `flags` maps stage-specific options to dotted overrides, e.g. {"--limit": ("generate.limit", int, "...")}.
+    """
+    args = make_parser(stage, doc, flags).parse_intermixed_args(argv)
     setup_logging(args.verbose)
+    overrides = list(args.overrides)
+    for key in (flags or {}).values():
+        value = getattr(args, f"flag_{key[0]}")
+        if value is not None:
+            overrides.append(f"{key[0]}={value}")
     try:
-        recipe = load_recipe(args.config, args.overrides)
+        recipe = load_recipe(args.config, overrides)
         cfg = recipe.section(stage, config_cls)
         input_dir, output_dir = resolve_dirs(recipe, stage, args.input, args.output)
         if not args.force and is_done(output_dir, cfg, input_dir):

@@ -74,3 +74,23 @@ def test_sources_need_exactly_one_origin_and_unique_names(tmp_path):
         load_prompts([SourceConfig(name="s")])
     with pytest.raises(StageError, match="source name 'a' used twice"):
         load_prompts([SourceConfig(name="a", builtin="arithmetic"), SourceConfig(name="a", builtin="arithmetic")])
+
+
+def test_hub_source_goes_through_datasets_load_dataset(tmp_path):
+    """The Hub path is `datasets.load_dataset(id, subset, split=...)`; a local dataset folder takes the same call."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "my_dataset" / "data"
+    folder.mkdir(parents=True)
+    pq.write_table(
+        pa.Table.from_pylist([{"question": f"q{i}", "answer": f"#### {i}"} for i in range(5)]),
+        folder / "train-00000-of-00001.parquet",
+    )
+    out = load_source(SourceConfig(name="h", hub=str(tmp_path / "my_dataset"), problem_field="question"), limit=2)
+    assert [(x.problem, x.reference) for x in out] == [("q0", "#### 0"), ("q1", "#### 1")]
+
+
+def test_global_limit_and_source_limit_take_the_smaller():
+    src = SourceConfig(name="b", builtin="arithmetic", count=10, limit=6)
+    assert len(load_prompts([src], limit=3)) == 3 and len(load_prompts([src])) == 6

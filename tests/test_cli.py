@@ -1,0 +1,37 @@
+import subprocess
+import sys
+from pathlib import Path
+
+from r1distill.cli import COMMANDS
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cli(*args, cwd=REPO):
+    return subprocess.run(
+        [sys.executable, "-m", "r1distill", *args], capture_output=True, text=True, cwd=cwd, timeout=120
+    )
+
+
+def test_help_lists_every_stage():
+    proc = cli("--help")
+    assert proc.returncode == 0
+    for stage in ("generate", "verify", "filter", "build", "publish", "sft", "rl", "evaluate", "run"):
+        assert f"  {stage} " in proc.stdout and stage in COMMANDS
+
+
+def test_unknown_command_exits_2():
+    proc = cli("generat")
+    assert proc.returncode == 2 and "unknown command 'generat'" in proc.stderr
+
+
+def test_run_dry_run_validates_quickstart_and_prints_plan(tmp_path):
+    proc = cli("run", str(REPO / "pipelines/quickstart.yaml"), "--dry-run", f"run_dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    assert f"generate  to run  - -> {tmp_path}/generate" in proc.stderr
+    assert not (tmp_path / "generate").exists()  # a dry run writes nothing
+
+
+def test_run_reports_config_errors_by_key(tmp_path):
+    proc = cli("run", str(REPO / "pipelines/quickstart.yaml"), "--dry-run", "generate.nn=3")
+    assert proc.returncode == 2 and "unknown key 'nn'" in proc.stderr and "pipelines/quickstart.yaml" in proc.stderr
