@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from r1distill.config import config_hash
-from r1distill.engines import Engine, Request, make_engine
+from r1distill.engines import ENGINES, Engine, Request, make_engine
+from r1distill.engines.openai_http import HTTPSettings
 from r1distill.models import BUNDLED, resolve_model
 from r1distill.progress import Progress
 from r1distill.prompts import Prompt, SourceConfig, load_prompts
@@ -47,7 +48,7 @@ STATE = "_generate_state.json"
 class GenerateConfig:
     """The recipe's `generate:` section. `vllm` goes to `vllm.LLM(**...)`, `sampling` to `SamplingParams(**...)`."""
 
-    HASH_EXCLUDE = ("max_in_flight", "rows_per_shard")
+    HASH_EXCLUDE = ("max_in_flight", "rows_per_shard", "http")
 
     sources: list[SourceConfig] = field(default_factory=list)
     model: str = BUNDLED
@@ -59,6 +60,8 @@ class GenerateConfig:
     prefill: str = "<think>\n"
     sampling: dict[str, Any] = field(default_factory=dict)
     vllm: dict[str, Any] = field(default_factory=dict)
+    http: HTTPSettings | None = None
+    tokenizer: str | None = None
     seed: int | None = 0
     max_in_flight: int | None = None
     rows_per_shard: int = 10_000
@@ -157,9 +160,17 @@ def run(cfg: GenerateConfig, input_dir: Path | None, output_dir: Path, engine: E
     if cfg.n < 1:
         raise StageError("generate.n: must be at least 1")
     prompts = load_prompts(cfg.sources, cfg.limit)
-    model = resolve_model(cfg.model)
+    if cfg.engine not in ENGINES:
+        raise StageError(f"generate.engine: unknown engine {cfg.engine!r}; available: {', '.join(ENGINES)}")
+    if cfg.engine == "openai":
+        if cfg.http is None:
+            raise StageError("generate.http: the openai engine needs http.base_urls (e.g. http://127.0.0.1:8000/v1)")
+        model = cfg.model  # served by the endpoint, not loaded here
+    else:
+        model = resolve_model(cfg.model)
     sampling = sampling_params(cfg)
-    _check_sampling(sampling)
+    if cfg.engine == "vllm":
+        _check_sampling(sampling)
     chash = content_hash(cfg, model)
     with locked(output_dir):
         clear_manifest(output_dir)
@@ -200,7 +211,11 @@ def _generate(cfg, engine, model, sampling, todo, output_dir, already) -> tuple[
         requests[sid] = (p, k, Request(sid, messages_for(cfg, p), sampling=sampling, prefill=cfg.prefill, seed=seed))
     own = engine is None
     if own:
-        engine = make_engine(cfg.engine, model, cfg.vllm, cfg.max_in_flight)
+        tokenizer = resolve_model(cfg.tokenizer) if cfg.tokenizer else None
+        try:
+            engine = make_engine(cfg.engine, model, cfg.vllm, cfg.http, cfg.max_in_flight, tokenizer)
+        except ValueError as e:
+            raise StageError(str(e)) from None
     teacher = {**engine.describe(), "model": cfg.model if cfg.model != model else model}
     errors: list[dict[str, str]] = []
     progress = Progress(total=already + len(todo), desc="generate", initial=already)
@@ -221,7 +236,7 @@ def _generate(cfg, engine, model, sampling, todo, output_dir, already) -> tuple[
                     problem=prompt.problem,
                     messages=req.messages,
                     reference=prompt.reference,
-                    completion=cfg.prefill + c.text,
+                    completion=c.text if c.full else cfg.prefill + c.text,
                     meta={
                         "teacher": teacher,
                         "sampling": {**sampling, "seed": req.seed if engine.supports_seed else None},

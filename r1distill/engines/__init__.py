@@ -1,14 +1,36 @@
 """Teacher backends behind one interface (see `base.Engine`)."""
 
+from __future__ import annotations
+
+from typing import Any
+
 from r1distill.engines.base import Completion, Engine, Request
 
 __all__ = ["Completion", "Engine", "Request", "make_engine"]
 
+ENGINES = ("vllm", "openai")
 
-def make_engine(kind: str, model: str, vllm_kwargs: dict, max_in_flight: int | None = None) -> Engine:
-    """The engine named by the recipe's `generate.engine`."""
+
+def make_engine(
+    kind: str,
+    model: str,
+    vllm_kwargs: dict,
+    http: Any = None,
+    max_in_flight: int | None = None,
+    tokenizer: str | None = None,
+) -> Engine:
+    """The engine named by the recipe's `generate.engine`: `vllm` (in-process) or `openai` (HTTP endpoints)."""
     if kind == "vllm":
         from r1distill.engines.vllm_local import VLLMEngine
 
         return VLLMEngine(model, vllm_kwargs, max_in_flight)
-    raise ValueError(f"unknown engine {kind!r}; available: vllm")
+    if kind == "openai":
+        from r1distill.engines.openai_http import OpenAIEngine
+
+        tok = None
+        if tokenizer:
+            from transformers import AutoTokenizer
+
+            tok = AutoTokenizer.from_pretrained(tokenizer)
+        return OpenAIEngine(model, http, tok)
+    raise ValueError(f"unknown engine {kind!r}; available: {', '.join(ENGINES)}")

@@ -27,7 +27,8 @@ class Request:
 
 @dataclass
 class Completion:
-    """A finished request. `text` excludes the prefill; `error` is set (and text empty) when it failed."""
+    """A finished request. `text` continues the prefill, unless `full` (the text is the whole assistant message,
+    e.g. rebuilt from a server's separate reasoning field). `error` is set (and text empty) when it failed."""
 
     id: str
     text: str
@@ -35,6 +36,7 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     error: str | None = None
+    full: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
