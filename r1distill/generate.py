@@ -25,6 +25,7 @@ from r1distill.models import BUNDLED, resolve_model
 from r1distill.progress import Progress
 from r1distill.prompts import Prompt, SourceConfig, load_prompts
 from r1distill.records import Sample, sample_id
+from r1distill.sharding import link_shards, parse_shard, shard_dir, shard_of
 from r1distill.shards import (
     ShardWriter,
     StageError,
@@ -48,7 +49,7 @@ STATE = "_generate_state.json"
 class GenerateConfig:
     """The recipe's `generate:` section. `vllm` goes to `vllm.LLM(**...)`, `sampling` to `SamplingParams(**...)`."""
 
-    HASH_EXCLUDE = ("max_in_flight", "rows_per_shard", "http")
+    HASH_EXCLUDE = ("max_in_flight", "rows_per_shard", "http", "shard", "merge_shards")
 
     sources: list[SourceConfig] = field(default_factory=list)
     model: str = BUNDLED
@@ -65,6 +66,8 @@ class GenerateConfig:
     seed: int | None = 0
     max_in_flight: int | None = None
     rows_per_shard: int = 10_000
+    shard: str | None = None  # "i/N": generate only this job's share of the prompts (into OUTPUT/shards/i-of-N)
+    merge_shards: int | None = None  # N: check all N shards finished and combine them into OUTPUT
 
 
 Config = GenerateConfig
@@ -172,10 +175,30 @@ def run(cfg: GenerateConfig, input_dir: Path | None, output_dir: Path, engine: E
     if cfg.engine == "vllm":
         _check_sampling(sampling)
     chash = content_hash(cfg, model)
+    if cfg.shard and cfg.merge_shards:
+        raise StageError("generate: give either shard (run one shard) or merge_shards (combine them), not both")
+    if cfg.shard:
+        i, n = parse_shard(cfg.shard)
+        prompts = [p for p in prompts if shard_of(p.source, p.row, n) == i]
+        output_dir = shard_dir(output_dir, i, n)
     with locked(output_dir):
         clear_manifest(output_dir)
-        done = _resume_state(output_dir, chash)
         wanted = {sample_id(p.source, p.row, k) for p in prompts for k in range(cfg.n)}
+        if cfg.merge_shards:
+            shard_manifests = link_shards(output_dir, cfg.merge_shards, chash)
+            summary = _summary(output_dir, wanted)
+            manifest = {
+                **header("generate", cfg, input_dir),
+                "teacher": model,
+                "content_hash": chash,
+                "sampling": sampling,
+                "counts": {"prompts": len(prompts), "n": cfg.n, "samples": summary["samples"]},
+                "stats": summary,
+                "merged_shards": cfg.merge_shards,
+                "shard_wall_s": [m.get("last_run", {}).get("wall_s") for m in shard_manifests],
+            }
+            return write_manifest(output_dir, manifest)
+        done = _resume_state(output_dir, chash)
         todo = [(p, k) for p in prompts for k in range(cfg.n) if sample_id(p.source, p.row, k) not in done]
         if done - wanted:
             log.warning("%s: %d samples on disk are not requested by this config; kept", output_dir, len(done - wanted))
@@ -187,6 +210,7 @@ def run(cfg: GenerateConfig, input_dir: Path | None, output_dir: Path, engine: E
             path = output_dir / "errors.jsonl"
             atomic_write_text(path, "".join(json.dumps(e) + "\n" for e in errors))
             raise StageError(f"{len(errors)} requests failed (first: {errors[0]['error']}); see {path}; rerun to retry")
+        (output_dir / "errors.jsonl").unlink(missing_ok=True)
         summary = _summary(output_dir, wanted)
         manifest = {
             **header("generate", cfg, input_dir),
@@ -283,7 +307,11 @@ def summary(manifest: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    flags = {"--limit": ("generate.limit", int, "at most this many prompts from each source")}
+    flags = {
+        "--limit": ("generate.limit", int, "at most this many prompts from each source"),
+        "--shard": ("generate.shard", str, "i/N: generate only shard i of N (e.g. a Slurm array task)"),
+        "--merge-shards": ("generate.merge_shards", int, "N: check all N shards finished and combine them"),
+    }
     return stage_main("generate", GenerateConfig, run, argv, __doc__, flags)
 
 

@@ -100,3 +100,41 @@ def test_prompt_too_long_is_a_failed_request_not_a_crash(tmp_path, vllm_engine):
     with pytest.raises(StageError, match="1 requests failed"):
         run(cfg, None, tmp_path / "out", engine=vllm_engine)
     assert (tmp_path / "out" / "errors.jsonl").exists() and read_manifest(tmp_path / "out") is None
+
+
+def test_three_shards_merged_equal_one_unsharded_run(tmp_path, vllm_engine):
+    import dataclasses
+
+    base = config(n=2, count=7)
+    whole = run(base, None, tmp_path / "whole", engine=vllm_engine)
+    out = tmp_path / "sharded"
+    sizes = []
+    for i in range(3):
+        m = run(dataclasses.replace(base, shard=f"{i}/3"), None, out, engine=vllm_engine)
+        sizes.append(m["counts"]["samples"])
+    assert sum(sizes) == 14 and all(s % 2 == 0 for s in sizes)  # a prompt's samples stay in one shard
+    merged = run(dataclasses.replace(base, merge_shards=3), None, out, engine=vllm_engine)
+    ids = sorted(r["id"] for r in iter_records(out))
+    assert ids == sorted(r["id"] for r in iter_records(tmp_path / "whole")) and len(ids) == 14
+    assert merged["counts"] == whole["counts"] and merged["config_hash"] == whole["config_hash"]
+
+
+def test_merge_names_the_missing_shard(tmp_path, vllm_engine):
+    import dataclasses
+
+    base = config(n=1, count=4)
+    out = tmp_path / "sharded"
+    for i in (0, 2):
+        run(dataclasses.replace(base, shard=f"{i}/3"), None, out, engine=vllm_engine)
+    with pytest.raises(StageError, match=r"shard 1/3 is not finished .* run it with --shard 1/3"):
+        run(dataclasses.replace(base, merge_shards=3), None, out, engine=vllm_engine)
+    assert read_manifest(out) is None
+
+
+def test_shard_spec_is_validated():
+    from r1distill.sharding import parse_shard
+
+    assert parse_shard("2/8") == (2, 8)
+    for bad in ("8/8", "a/2", "1", "-1/3"):
+        with pytest.raises(StageError, match="generate.shard"):
+            parse_shard(bad)
