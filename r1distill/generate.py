@@ -21,6 +21,7 @@ from typing import Any
 from r1distill.config import config_hash
 from r1distill.engines import ENGINES, Engine, Request, make_engine
 from r1distill.engines.openai_http import HTTPSettings
+from r1distill.logprobs import encode
 from r1distill.models import BUNDLED, resolve_model
 from r1distill.progress import Progress
 from r1distill.prompts import Prompt, SourceConfig, load_prompts
@@ -64,6 +65,7 @@ class GenerateConfig:
     http: HTTPSettings | None = None
     tokenizer: str | None = None
     seed: int | None = 0
+    logprobs: int | None = None  # capture the teacher's top-k logprobs per token into binary sidecars
     max_in_flight: int | None = None
     rows_per_shard: int = 10_000
     shard: str | None = None  # "i/N": generate only this job's share of the prompts (into OUTPUT/shards/i-of-N)
@@ -74,7 +76,7 @@ Config = GenerateConfig
 
 
 def sampling_params(cfg: GenerateConfig) -> dict[str, Any]:
-    for key in ("n", "seed"):
+    for key in ("n", "seed", "logprobs"):
         if key in cfg.sampling:
             raise StageError(f"generate.sampling.{key}: set generate.{key} instead (samples are drawn one by one)")
     return {**R1_SAMPLING, **cfg.sampling}
@@ -82,7 +84,7 @@ def sampling_params(cfg: GenerateConfig) -> dict[str, Any]:
 
 def content_hash(cfg: GenerateConfig, model: str) -> str:
     """What decides a sample's text: resuming into a folder made with a different value would mix two teachers."""
-    keys = ("engine", "system_prompt", "prompt_template", "prefill", "seed", "vllm")
+    keys = ("engine", "system_prompt", "prompt_template", "prefill", "seed", "vllm", "logprobs")
     return config_hash({"model": model, "sampling": sampling_params(cfg), **{k: getattr(cfg, k) for k in keys}})
 
 
@@ -232,7 +234,7 @@ def _generate(cfg, engine, model, sampling, todo, output_dir, already) -> tuple[
     for p, k in todo:
         sid = sample_id(p.source, p.row, k)
         seed = request_seed(cfg.seed, sid)
-        requests[sid] = (p, k, Request(sid, messages_for(cfg, p), sampling=sampling, prefill=cfg.prefill, seed=seed))
+        requests[sid] = (p, k, Request(sid, messages_for(cfg, p), sampling, cfg.prefill, seed, cfg.logprobs))
     own = engine is None
     if own:
         tokenizer = resolve_model(cfg.tokenizer) if cfg.tokenizer else None
@@ -270,6 +272,18 @@ def _generate(cfg, engine, model, sampling, todo, output_dir, already) -> tuple[
                         "completion_tokens": c.completion_tokens,
                     },
                 )
+                if cfg.logprobs:
+                    if c.logprobs is None:
+                        errors.append({"id": c.id, "error": "the engine returned no logprobs"})
+                        continue
+                    blob = encode(*c.logprobs, k=cfg.logprobs)
+                    file, offset = writer.write_blob(blob)  # bytes first: a written sample always has them
+                    sample.meta["logprobs"] = {
+                        "file": file,
+                        "offset": offset,
+                        "tokens": len(c.logprobs[0]),
+                        "k": cfg.logprobs,
+                    }
                 writer.write(sample.to_json())
                 progress.update(1, c.completion_tokens)
     finally:

@@ -56,13 +56,21 @@ def link_shards(output_dir: Path, n: int, content_hash: str) -> list[dict[str, A
     recover(output_dir)
     for old in shard_paths(output_dir):
         old.unlink()
+    for old in Path(output_dir).glob("part-*.bin"):
+        old.unlink()
     index = 0
     for i in range(n):
-        for src in shard_paths(shard_dir(output_dir, i, n)):
-            dst = Path(output_dir) / f"part-{index:05d}.jsonl"
-            try:
-                os.link(src, dst)
-            except OSError:  # another filesystem: copy instead
-                shutil.copyfile(src, dst)
+        folder = shard_dir(output_dir, i, n)
+        for src in shard_paths(folder):
+            _link(src, Path(output_dir) / f"part-{index:05d}.jsonl")
             index += 1
+        for side in folder.glob("part-*.bin"):  # unique names: samples point at them unchanged
+            _link(side, Path(output_dir) / side.name)
     return manifests
+
+
+def _link(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # another filesystem: copy instead
+        shutil.copyfile(src, dst)

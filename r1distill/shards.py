@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -72,6 +73,8 @@ class ShardWriter:
     """Appends records to `part-NNNNN.jsonl.tmp`, one flushed line each, sealing a shard every `rows_per_shard`.
 
     Flushing per line (not fsync) is what makes SIGKILL safe: the kernel keeps what was written. `close` fsyncs.
+    `write_blob` appends bytes to the open shard's binary sidecar (e.g. logprobs) and says where they went; call
+    it before writing the record that points at them.
     """
 
     def __init__(self, out_dir: str | Path, rows_per_shard: int = 10_000):
@@ -81,14 +84,27 @@ class ShardWriter:
         existing = [_shard_index(p) for p in self.dir.glob("part-*.jsonl*")]
         self._next = max(existing, default=-1) + 1
         self._f = None
+        self._side = None
         self._rows = 0
         self.written = 0
 
     def _open(self) -> None:
         self._path = self.dir / f"part-{self._next:05d}.jsonl.tmp"
+        self._side_name = f"part-{self._next:05d}-{secrets.token_hex(4)}.bin"
         self._next += 1
         self._f = open(self._path, "a", encoding="utf-8")
         self._rows = 0
+
+    def write_blob(self, blob: bytes) -> tuple[str, int]:
+        """Append `blob` to the current shard's sidecar; returns (sidecar file name, offset)."""
+        if self._f is None:
+            self._open()
+        if self._side is None:
+            self._side = open(self.dir / (self._side_name + ".tmp"), "ab")
+        offset = self._side.tell()
+        self._side.write(blob)
+        self._side.flush()
+        return self._side_name, offset
 
     def write(self, record: dict[str, Any] | str) -> None:
         line = record if isinstance(record, str) else json.dumps(record, ensure_ascii=False)
@@ -106,6 +122,11 @@ class ShardWriter:
     def _seal(self) -> None:
         if self._f is None:
             return
+        if self._side is not None:
+            os.fsync(self._side.fileno())
+            self._side.close()
+            self._side = None
+            os.replace(self.dir / (self._side_name + ".tmp"), self.dir / self._side_name)
         self._f.flush()
         os.fsync(self._f.fileno())
         self._f.close()
@@ -139,6 +160,8 @@ def recover(out_dir: str | Path) -> int:
         if good:
             atomic_write_text(tmp.with_suffix(""), b"".join(good).decode("utf-8"))
         tmp.unlink()
+    for side in Path(out_dir).glob("part-*.bin.tmp"):  # bytes past the last record are never referenced
+        os.replace(side, side.with_suffix(""))
     if dropped:
         log.warning("%s: dropped %d torn record(s) left by an interrupted run", out_dir, dropped)
     return dropped

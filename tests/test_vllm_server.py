@@ -6,10 +6,12 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 from vllm_server import VLLMServer
 
-from r1distill.engines.openai_http import HTTPSettings
+from r1distill.engines import Request
+from r1distill.engines.openai_http import HTTPSettings, OpenAIEngine
 from r1distill.generate import GenerateConfig, run
 from r1distill.prompts import SourceConfig
 from r1distill.shards import iter_records, read_manifest
@@ -17,9 +19,21 @@ from r1distill.shards import iter_records, read_manifest
 pytestmark = pytest.mark.slow
 
 
-def test_chat_and_completions_apis_then_server_crash_and_restart(tmp_path, teacher_dir):
+def test_chat_and_completions_apis_then_server_crash_and_restart(tmp_path, teacher_dir, vllm_engine):
     server = VLLMServer(str(teacher_dir), log_path=tmp_path / "server.log").start()
     try:
+        # Logprobs through HTTP (chat and completions) match the in-process engine on the same greedy request.
+        greedy = {"max_tokens": 12, "temperature": 0.0}
+        msgs = [{"role": "user", "content": "What is 7 times 6?"}]
+        local = next(vllm_engine.generate([Request("g", msgs, greedy, "<think>\n", logprobs=3)]))
+        for api in ("chat", "completions"):
+            eng = OpenAIEngine("teacher", HTTPSettings(base_urls=[server.url], api=api), vllm_engine.tokenizer)
+            remote = next(eng.generate([Request("g", msgs, greedy, "<think>\n", logprobs=3)]))
+            assert remote.error is None, remote.error
+            assert remote.logprobs[0] == local.logprobs[0], api  # same tokens
+            assert np.allclose(remote.logprobs[1], local.logprobs[1], atol=0.05), api
+            assert [t for t, _ in remote.logprobs[2][0]] == [t for t, _ in local.logprobs[2][0]][:3], api
+
         src = [SourceConfig(name="arith", builtin="arithmetic", count=3)]
         http = HTTPSettings(base_urls=[server.url], max_in_flight=8)
         chat = GenerateConfig(

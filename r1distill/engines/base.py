@@ -23,6 +23,7 @@ class Request:
     sampling: dict[str, Any] = field(default_factory=dict)
     prefill: str = ""
     seed: int | None = None
+    logprobs: int | None = None  # capture the teacher's top-k logprobs of every completion token
 
 
 @dataclass
@@ -38,6 +39,8 @@ class Completion:
     error: str | None = None
     full: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    # (sampled token ids, their logprobs, per token the top-k (id, logprob) pairs) when requested
+    logprobs: tuple[list[int], list[float], list[list[tuple[int, float]]]] | None = None
 
 
 class Engine(ABC):

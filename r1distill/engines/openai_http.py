@@ -42,6 +42,8 @@ class HTTPSettings:
     backoff_max_s: float = 60.0
     prefill_mode: str = "continue_final_message"  # how the prefill reaches a chat server: or "none"
     extra_body: dict[str, Any] | None = None  # passed into every request body untouched
+    # Logprob capture needs token ids, not strings: vLLM returns them as "token_id:N" when asked.
+    token_ids_in_logprobs: bool = True
 
 
 class _Transient(Exception):
@@ -88,6 +90,13 @@ class OpenAIEngine(Engine):
         body: dict[str, Any] = {"model": self.model, **req.sampling, **(self.s.extra_body or {})}
         if req.seed is not None:
             body["seed"] = req.seed
+        if req.logprobs:
+            if self.s.api == "completions":
+                body["logprobs"] = req.logprobs
+            else:
+                body.update(logprobs=True, top_logprobs=req.logprobs)
+            if self.s.token_ids_in_logprobs:
+                body["return_tokens_as_token_ids"] = True
         if self.s.api == "completions":
             text = self.tokenizer.apply_chat_template(req.messages, add_generation_prompt=True, tokenize=False)
             if req.prefill and not text.endswith(req.prefill):
@@ -116,7 +125,7 @@ class OpenAIEngine(Engine):
                 full = True
             elif req.prefill and self.s.prefill_mode != "continue_final_message":
                 full = True  # the server did not see the prefill; the text is the whole answer
-        return Completion(
+        done = Completion(
             req.id,
             text,
             choice.get("finish_reason"),
@@ -124,6 +133,9 @@ class OpenAIEngine(Engine):
             int(usage.get("completion_tokens", 0)),
             full=full,
         )
+        if req.logprobs:
+            done.logprobs = _parse_logprobs(choice.get("logprobs"), self.s.api)
+        return done
 
     async def _attempt(self, session, req: Request, timeout: float) -> Completion:
         import aiohttp
@@ -205,3 +217,27 @@ async def _make_session(limit: int):
     import aiohttp
 
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit))
+
+
+def _token_id(token: str) -> int:
+    if not token.startswith("token_id:"):
+        raise ValueError(f"logprob token {token!r} is not an id; the server must honour return_tokens_as_token_ids")
+    return int(token[len("token_id:") :])
+
+
+def _parse_logprobs(data: dict[str, Any] | None, api: str) -> tuple[list[int], list[float], list]:
+    """OpenAI-style logprobs (chat `content` list or completions arrays) -> the Completion.logprobs triple."""
+    if not data:
+        raise ValueError("logprobs were requested but the response has none")
+    ids, lps, top = [], [], []
+    if api == "chat":
+        for step in data["content"]:
+            ids.append(_token_id(step["token"]))
+            lps.append(float(step["logprob"]))
+            top.append([(_token_id(t["token"]), float(t["logprob"])) for t in step.get("top_logprobs") or []])
+    else:
+        for tok, lp, alts in zip(data["tokens"], data["token_logprobs"], data["top_logprobs"], strict=True):
+            ids.append(_token_id(tok))
+            lps.append(float(lp))
+            top.append(sorted(((_token_id(t), float(v)) for t, v in (alts or {}).items()), key=lambda x: -x[1]))
+    return ids, lps, top

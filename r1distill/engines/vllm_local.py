@@ -66,7 +66,7 @@ class VLLMEngine(Engine):
                     try:
                         ids = self.render(req)
                         seed = req.seed if self.supports_seed else None
-                        params = self._params_cls(**req.sampling, seed=seed)
+                        params = self._params_cls(**req.sampling, seed=seed, logprobs=req.logprobs)
                         self.engine.add_request(req.id, TokensPrompt(prompt_token_ids=ids), params)
                     except (ValueError, VLLMValidationError) as e:  # e.g. prompt longer than max_model_len
                         yield Completion(req.id, "", None, 0, 0, error=f"{type(e).__name__}: {e}")
@@ -79,7 +79,10 @@ class VLLMEngine(Engine):
                         continue
                     prompt_tokens = in_flight.pop(out.request_id)
                     c = out.outputs[0]
-                    yield Completion(out.request_id, c.text, c.finish_reason, prompt_tokens, len(c.token_ids))
+                    done = Completion(out.request_id, c.text, c.finish_reason, prompt_tokens, len(c.token_ids))
+                    if c.logprobs is not None:
+                        done.logprobs = _logprobs(list(c.token_ids), c.logprobs)
+                    yield done
         finally:
             if in_flight:  # the consumer stopped early: free the engine
                 self.engine.abort_request(list(in_flight))
@@ -91,3 +94,12 @@ class VLLMEngine(Engine):
             if shutdown is not None and hasattr(shutdown, "shutdown"):
                 shutdown.shutdown()
             self.llm = None
+
+
+def _logprobs(token_ids: list[int], steps: list[dict[int, Any]]) -> tuple[list[int], list[float], list]:
+    """vLLM's per-step {token id: Logprob} (top-k plus the sampled token) -> the Completion.logprobs triple."""
+    token_lp, top = [], []
+    for tid, step in zip(token_ids, steps, strict=True):
+        token_lp.append(step[tid].logprob)
+        top.append(sorted(((t, lp.logprob) for t, lp in step.items()), key=lambda x: -x[1]))
+    return token_ids, token_lp, top
