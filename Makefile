@@ -40,4 +40,4 @@ $(STAMP): pyproject.toml
 
 # System packages the tests use (bubblewrap sandbox, Slurm); root with apt only, skipped elsewhere.
 system-deps:
-	@bash tests/setup_system.sh bubblewrap
+	@bash tests/setup_system.sh bubblewrap slurm-wlm munge
