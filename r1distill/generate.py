@@ -50,7 +50,7 @@ STATE = "_generate_state.json"
 class GenerateConfig:
     """The recipe's `generate:` section. `vllm` goes to `vllm.LLM(**...)`, `sampling` to `SamplingParams(**...)`."""
 
-    HASH_EXCLUDE = ("max_in_flight", "rows_per_shard", "http", "shard", "merge_shards")
+    HASH_EXCLUDE = ("max_in_flight", "rows_per_shard", "http", "ray", "shard", "merge_shards")
 
     sources: list[SourceConfig] = field(default_factory=list)
     model: str = BUNDLED
@@ -63,6 +63,7 @@ class GenerateConfig:
     sampling: dict[str, Any] = field(default_factory=dict)
     vllm: dict[str, Any] = field(default_factory=dict)
     http: HTTPSettings | None = None
+    ray: dict[str, Any] | None = None  # engine "ray": address, init kwargs, vLLMEngineProcessorConfig settings
     tokenizer: str | None = None
     seed: int | None = 0
     logprobs: int | None = None  # capture the teacher's top-k logprobs per token into binary sidecars
@@ -174,7 +175,7 @@ def run(cfg: GenerateConfig, input_dir: Path | None, output_dir: Path, engine: E
     else:
         model = resolve_model(cfg.model)
     sampling = sampling_params(cfg)
-    if cfg.engine == "vllm":
+    if cfg.engine in ("vllm", "ray"):
         _check_sampling(sampling)
     chash = content_hash(cfg, model)
     if cfg.shard and cfg.merge_shards:
@@ -239,7 +240,7 @@ def _generate(cfg, engine, model, sampling, todo, output_dir, already) -> tuple[
     if own:
         tokenizer = resolve_model(cfg.tokenizer) if cfg.tokenizer else None
         try:
-            engine = make_engine(cfg.engine, model, cfg.vllm, cfg.http, cfg.max_in_flight, tokenizer)
+            engine = make_engine(cfg.engine, model, cfg.vllm, cfg.http, cfg.max_in_flight, tokenizer, cfg.ray)
         except ValueError as e:
             raise StageError(str(e)) from None
     teacher = {**engine.describe(), "model": cfg.model if cfg.model != model else model}
@@ -264,6 +265,7 @@ def _generate(cfg, engine, model, sampling, todo, output_dir, already) -> tuple[
                     reference=prompt.reference,
                     completion=c.text if c.full else cfg.prefill + c.text,
                     meta={
+                        **c.extra,
                         "teacher": teacher,
                         "sampling": {**sampling, "seed": req.seed if engine.supports_seed else None},
                         "prefill": cfg.prefill,

@@ -8,7 +8,7 @@ from r1distill.engines.base import Completion, Engine, Request
 
 __all__ = ["Completion", "Engine", "Request", "make_engine"]
 
-ENGINES = ("vllm", "openai")
+ENGINES = ("vllm", "openai", "ray")
 
 
 def make_engine(
@@ -18,8 +18,14 @@ def make_engine(
     http: Any = None,
     max_in_flight: int | None = None,
     tokenizer: str | None = None,
+    ray: dict | None = None,
 ) -> Engine:
-    """The engine named by the recipe's `generate.engine`: `vllm` (in-process) or `openai` (HTTP endpoints)."""
+    """The engine named by the recipe's `generate.engine`: `vllm` (in-process), `openai` (HTTP endpoints) or
+    `ray` (Ray Data's vLLM processor over a Ray cluster)."""
+    if kind == "ray":
+        from r1distill.engines.ray_data import RayDataEngine
+
+        return RayDataEngine(model, vllm_kwargs, ray)
     if kind == "vllm":
         from r1distill.engines.vllm_local import VLLMEngine
 
