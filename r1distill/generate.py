@@ -189,18 +189,11 @@ def run(cfg: GenerateConfig, input_dir: Path | None, output_dir: Path, engine: E
         wanted = {sample_id(p.source, p.row, k) for p in prompts for k in range(cfg.n)}
         if cfg.merge_shards:
             shard_manifests = link_shards(output_dir, cfg.merge_shards, chash)
-            summary = _summary(output_dir, wanted)
-            manifest = {
-                **header("generate", cfg, input_dir),
-                "teacher": model,
-                "content_hash": chash,
-                "sampling": sampling,
-                "counts": {"prompts": len(prompts), "n": cfg.n, "samples": summary["samples"]},
-                "stats": summary,
+            extra = {
                 "merged_shards": cfg.merge_shards,
                 "shard_wall_s": [m.get("last_run", {}).get("wall_s") for m in shard_manifests],
             }
-            return write_manifest(output_dir, manifest)
+            return _finish(cfg, input_dir, output_dir, model, chash, sampling, prompts, wanted, extra)
         done = _resume_state(output_dir, chash)
         todo = [(p, k) for p in prompts for k in range(cfg.n) if sample_id(p.source, p.row, k) not in done]
         if done - wanted:
@@ -214,17 +207,22 @@ def run(cfg: GenerateConfig, input_dir: Path | None, output_dir: Path, engine: E
             atomic_write_text(path, "".join(json.dumps(e) + "\n" for e in errors))
             raise StageError(f"{len(errors)} requests failed (first: {errors[0]['error']}); see {path}; rerun to retry")
         (output_dir / "errors.jsonl").unlink(missing_ok=True)
-        summary = _summary(output_dir, wanted)
-        manifest = {
-            **header("generate", cfg, input_dir),
-            "teacher": model,
-            "content_hash": chash,
-            "sampling": sampling,
-            "counts": {"prompts": len(prompts), "n": cfg.n, "samples": summary["samples"]},
-            "stats": summary,
-            "last_run": this_run,
-        }
-        return write_manifest(output_dir, manifest)
+        return _finish(cfg, input_dir, output_dir, model, chash, sampling, prompts, wanted, {"last_run": this_run})
+
+
+def _finish(cfg, input_dir, output_dir, model, chash, sampling, prompts, wanted, extra) -> dict[str, Any]:
+    """Check the folder holds exactly the wanted samples and write the manifest (last)."""
+    summary = _summary(output_dir, wanted)
+    manifest = {
+        **header("generate", cfg, input_dir),
+        "teacher": model,
+        "content_hash": chash,
+        "sampling": sampling,
+        "counts": {"prompts": len(prompts), "n": cfg.n, "samples": summary["samples"]},
+        "stats": summary,
+        **extra,
+    }
+    return write_manifest(output_dir, manifest)
 
 
 def _generate(cfg, engine, model, sampling, todo, output_dir, already) -> tuple[list[dict[str, str]], dict]:
@@ -243,7 +241,7 @@ def _generate(cfg, engine, model, sampling, todo, output_dir, already) -> tuple[
             engine = make_engine(cfg.engine, model, cfg.vllm, cfg.http, cfg.max_in_flight, tokenizer, cfg.ray)
         except ValueError as e:
             raise StageError(str(e)) from None
-    teacher = {**engine.describe(), "model": cfg.model if cfg.model != model else model}
+    teacher = {**engine.describe(), "model": cfg.model}
     errors: list[dict[str, str]] = []
     progress = Progress(total=already + len(todo), desc="generate", initial=already)
     t0 = time.monotonic()
