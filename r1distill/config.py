@@ -23,7 +23,7 @@ import yaml
 from r1distill.shards import StageError
 
 STAGES = ("generate", "verify", "filter", "build", "publish", "sft", "rl", "evaluate")
-TOP_LEVEL = ("name", "run_dir", "extends", "description")
+TOP_LEVEL = ("name", "run_dir", "extends", "description", "slurm")
 
 
 class ConfigError(StageError):
@@ -180,8 +180,12 @@ def from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
 
 def config_hash(obj: Any, exclude: tuple[str, ...] = ()) -> str:
     """A short stable hash of a config (dataclass or dict), ignoring fields in `exclude` and in the config's own
-    `HASH_EXCLUDE` (settings such as worker counts that do not change the output)."""
+    `HASH_EXCLUDE` (settings such as worker counts that do not change the output), and including what its
+    `hash_extra()` returns (the content of files it names, such as a filter policy, so an edit counts)."""
     data = dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else dict(obj)
+    extra = getattr(obj, "hash_extra", None)
+    if callable(extra):
+        data["__extra__"] = extra()
     for key in (*exclude, *getattr(obj, "HASH_EXCLUDE", ())):
         data.pop(key, None)
     blob = json.dumps(data, sort_keys=True, default=str, ensure_ascii=False)

@@ -7,6 +7,7 @@ and `main(argv)`. `main` is `stage_main(...)`, so `r1distill <name>` and `python
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import sys
 import time
@@ -93,6 +94,8 @@ def stage_main(
         input_dir, output_dir = resolve_dirs(recipe, stage, args.input, args.output)
         if not args.force and is_done(output_dir, cfg, input_dir):
             log.info("%s: finished earlier with this config and input; nothing to do (--force reruns)", output_dir)
+        elif "force" in inspect.signature(run).parameters:
+            run(cfg, input_dir, output_dir, force=args.force)
         else:
             run(cfg, input_dir, output_dir)
     except StageError as e:

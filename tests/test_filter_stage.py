@@ -1,0 +1,200 @@
+"""The filter stage end to end on a small folder: kept + rejected add up, manifest funnel, report, CLI, workers."""
+
+import json
+import random
+import textwrap
+
+import pytest
+
+from r1distill import filter as filter_stage
+from r1distill.checks.testing import sample
+from r1distill.shards import ShardWriter, iter_records, read_manifest, write_manifest
+
+BENCH_PROBLEM = "Let ABCD be a rhombus whose diagonals intersect at the origin and whose vertices lie on a hyperbola."
+
+
+def reasoning(seed: int) -> str:
+    rng = random.Random(seed)
+    words = "so we check the value then compute next term and sum factor prime square root".split()
+    paras = [" ".join(rng.choice(words) for _ in range(40)) + "." for _ in range(6)]
+    return "Okay, let me think. " + "\n\n".join(paras)
+
+
+def build_input(path) -> dict[str, int]:
+    """A verify-like folder; returns the expected drop count per reason."""
+    good = [sample(reasoning(i), f"The answer is {i}.", problem=f"Problem number {i}: add {i} and {i}.",
+                   id=f"src/{i}/0", meta={"verify": {"correct": True}}) for i in range(12)]  # fmt: skip
+    bad = [
+        sample(reasoning(100), "x", problem="Other problem 1", id="src/100/0", meta={"finish_reason": "length"}),
+        sample(
+            reasoning(101) + "\n\n我们需要重新计算这个和。",
+            "The answer is 3.",
+            problem="Compute one plus two.",
+            id="src/101/0",
+            meta={"verify": {"correct": True}},
+        ),  # fmt: skip
+        sample(
+            reasoning(102), "7", problem="Compute three plus five.", id="src/102/0", meta={"verify": {"correct": False}}
+        ),  # fmt: skip
+        sample(reasoning(103), "2", problem=BENCH_PROBLEM, id="src/103/0", meta={"verify": {"correct": True}}),
+        # Same completion as good[0] for another sample of the same prompt row: a duplicate completion.
+        sample(
+            reasoning(0),
+            "The answer is 0.",
+            problem="Problem number 0: add 0 and 0.",
+            id="src/0/1",
+            meta={"verify": {"correct": True}},
+        ),  # fmt: skip
+        # The problem of row 1 again under another row: all its samples go as a duplicate problem.
+        sample(
+            reasoning(104),
+            "The answer is 1.",
+            problem="Problem number 1:  add 1 and 1!",
+            id="src/104/0",
+            meta={"verify": {"correct": True}},
+        ),  # fmt: skip
+    ]
+    with ShardWriter(path, rows_per_shard=5) as w:
+        for s in good + bad:
+            w.write(s.to_json())
+    write_manifest(path, {"stage": "verify"})
+    return {"truncated": 1, "language_mix": 1, "incorrect": 1, "contaminated": 1, "duplicate_completion": 1,
+            "duplicate_problem": 1}  # fmt: skip
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text(json.dumps({"problem": BENCH_PROBLEM}) + "\n")
+    return filter_stage.Config(
+        policy="filters/r1.yaml",
+        decontam=filter_stage.DecontamConfig(benchmarks=[filter_stage.BenchmarkFile(str(bench))]),
+    )
+
+
+def test_filter_end_to_end(tmp_path, cfg):
+    inp, out = tmp_path / "verify", tmp_path / "filter"
+    expected = build_input(inp)
+    manifest = filter_stage.run(cfg, inp, out)
+    kept = list(iter_records(out))
+    rejected = {d.name: list(iter_records(d)) for d in (out / "rejected").iterdir()}
+    assert {r: len(v) for r, v in rejected.items()} == expected
+    assert len(kept) + sum(map(len, rejected.values())) == 18 == manifest["counts"]["in"]
+    assert manifest["counts"] == {"in": 18, "kept": 12, "rejected": 6}
+    assert manifest["reasons"] == expected
+    funnel = manifest["funnel"]
+    assert [f["step"] for f in funnel][:2] == ["in", "contaminated"] and funnel[-1] == {
+        "step": "kept", "count": 12, "remaining": 12}  # fmt: skip
+    assert [f["step"] for f in funnel[-3:-1]] == ["duplicate_problem", "duplicate_completion"]
+    assert all(
+        f["remaining"] == 18 - sum(g.get("dropped", 0) for g in funnel[: i + 1]) for i, f in enumerate(funnel[:-1])
+    )
+    meta = rejected["language_mix"][0]["meta"]["filter"]
+    assert meta["check"] == "language_mix" and meta["reason"] == "language_mix"
+    assert rejected["duplicate_problem"][0]["meta"]["filter"]["details"]["duplicate_of"] == "src/1"
+    assert manifest["examples"]["truncated"] == ["src/100/0"]
+    assert manifest["domains"]["math"]["in"] == 18 and manifest["domains"]["math"]["kept"] == 12
+    assert manifest["lengths"]["completion_chars"]["kept"]["n"] == 12
+    report = (out / "report.md").read_text()
+    assert "| duplicate_problem | dedup_problem | 1 | " in report and "| kept |  |  | 12 |" in report
+    assert (out / "funnel.svg").read_text().startswith("<svg") and (out / "lengths.svg").exists()
+    assert read_manifest(out / "rejected" / "truncated")["rows"] == 1
+    assert not (out / ".staging").exists()
+
+
+def test_two_workers_give_the_same_output(tmp_path, cfg):
+    inp = tmp_path / "verify"
+    build_input(inp)
+    one = filter_stage.run(cfg, inp, tmp_path / "a")
+    cfg.workers, cfg.batch_size = 2, 3
+    two = filter_stage.run(cfg, inp, tmp_path / "b")
+    assert one["funnel"] == two["funnel"]
+    assert [r["id"] for r in iter_records(tmp_path / "a")] == [r["id"] for r in iter_records(tmp_path / "b")]
+
+
+def test_skip_when_done_and_rerun_when_the_policy_changes(tmp_path, cfg):
+    inp, out = tmp_path / "verify", tmp_path / "filter"
+    build_input(inp)
+    first = filter_stage.run(cfg, inp, out)
+    assert filter_stage.run(cfg, inp, out)["created"] == first["created"]
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("checks:\n  - check: truncated\n")
+    cfg.policy = str(policy)
+    assert filter_stage.run(cfg, inp, out)["counts"]["kept"] == 14  # no language/correct checks now
+    policy.write_text("checks:\n  - check: think_format\n")
+    assert filter_stage.run(cfg, inp, out)["reasons"].get("truncated") is None  # same config, new policy: rerun
+
+
+def test_cli_with_recipe_and_override(tmp_path, monkeypatch):
+    inp, out = tmp_path / "gen", tmp_path / "out"
+    build_input(inp)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(textwrap.dedent(f"""
+        filter:
+          policy: {filter_stage.__file__.rsplit('/r1distill/', 1)[0]}/filters/r1.yaml
+          overrides: {{correct: false}}
+          dedup: {{near: false}}
+    """))  # fmt: skip
+    assert filter_stage.main(["-c", str(recipe), "-i", str(inp), "-o", str(out), "filter.workers=2"]) == 0
+    assert "incorrect" not in read_manifest(out)["reasons"]
+    assert filter_stage.main(["-c", str(recipe), "-i", str(tmp_path / "missing"), "-o", str(out)]) == 2
+
+
+def test_samples_without_a_problem_are_not_duplicates_of_each_other(tmp_path):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    with ShardWriter(inp) as w:
+        for i in range(3):
+            s = sample(reasoning(i), f"Answer {i}.", problem="", id=f"chat/{i}/0")
+            s.messages = []
+            w.write(s.to_json())
+    write_manifest(inp, {"stage": "generate"})
+    manifest = filter_stage.run(filter_stage.Config(overrides={"correct": False}), inp, out)
+    assert manifest["counts"]["kept"] == 3, manifest["reasons"]
+
+
+def test_student_tokenizer_reaches_the_length_check(tmp_path):
+    tokenizers = pytest.importorskip("tokenizers")
+    from transformers import PreTrainedTokenizerFast
+
+    tok = tokenizers.Tokenizer(tokenizers.models.WordLevel({"[UNK]": 0}, unk_token="[UNK]"))
+    tok.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained(tmp_path / "tok")
+    inp, out = tmp_path / "in", tmp_path / "out"
+    with ShardWriter(inp) as w:  # 400 one-letter words: 400 tokens for this tokenizer, ~200 by chars/4
+        w.write(sample("a " * 400, "b", meta={"verify": {"correct": True}}).to_json())
+    write_manifest(inp, {"stage": "verify"})
+    cfg = filter_stage.Config(overrides={"length": {"max_tokens": 300}}, tokenizer=str(tmp_path / "tok"))
+    manifest = filter_stage.run(cfg, inp, out)
+    assert manifest["reasons"] == {"too_long": 1}
+    details = next(iter_records(out / "rejected" / "too_long"))["meta"]["filter"]["details"]
+    assert details["method"] == "tokenizer" and details["tokens"] >= 400
+    cfg.tokenizer = None
+    assert filter_stage.run(cfg, inp, tmp_path / "out2")["counts"]["kept"] == 1  # the estimate says ~200
+
+
+def test_near_duplicates_in_the_stage(tmp_path):
+    long_problem = (
+        "A bag holds seven red marbles, five blue marbles and three green marbles. Two marbles are drawn at random "
+        "without replacement. What is the probability that both marbles have the same colour as each other?"
+    )
+    ok = {"verify": {"correct": True}}
+    rows = [
+        sample(reasoning(1), "Answer A.", problem=long_problem, id="s/1/0", meta=ok),
+        sample(reasoning(2), "Answer B.", problem=long_problem.replace("seven", "eight"), id="s/2/0", meta=ok),
+        sample(
+            reasoning(1).replace("Okay", "Alright"), "Answer A.", problem="A different question?", id="s/3/0", meta=ok
+        ),
+        sample(reasoning(4), "Answer D.", problem="Yet another question entirely?", id="s/4/0", meta=ok),
+    ]
+    inp, out = tmp_path / "in", tmp_path / "out"
+    with ShardWriter(inp) as w:
+        for s in rows:
+            w.write(s.to_json())
+    write_manifest(inp, {"stage": "verify"})
+    manifest = filter_stage.run(filter_stage.Config(), inp, out)
+    assert manifest["reasons"] == {"near_duplicate_problem": 1, "near_duplicate_completion": 1}
+    assert [r["id"] for r in iter_records(out)] == ["s/1/0", "s/4/0"]
+    details = next(iter_records(out / "rejected" / "near_duplicate_completion"))["meta"]["filter"]["details"]
+    assert details["duplicate_of"] == "s/1/0" and details["jaccard"] >= 0.8
+    exact_only = filter_stage.Config(dedup=filter_stage.DedupConfig(near=False))
+    assert filter_stage.run(exact_only, inp, tmp_path / "exact")["counts"]["kept"] == 4
