@@ -216,6 +216,7 @@ def _finish(cfg, input_dir, output_dir, model, chash, sampling, prompts, wanted,
     manifest = {
         **header("generate", cfg, input_dir),
         "teacher": model,
+        "teacher_ref": cfg.model,
         "content_hash": chash,
         "sampling": sampling,
         "counts": {"prompts": len(prompts), "n": cfg.n, "samples": summary["samples"]},
