@@ -22,8 +22,11 @@ test: $(STAMP) system-deps
 lint: $(STAMP)
 	$(BIN)/ruff check r1distill tests && $(BIN)/ruff format --check r1distill tests
 
-bench: $(STAMP)
+bench: $(STAMP) system-deps
 	$(BIN)/python tests/perf/bench_generate.py
+	$(BIN)/python tests/perf/bench_http.py
+	$(BIN)/python tests/perf/bench_verify.py
+	$(BIN)/python tests/perf/bench_filter.py
 
 install: $(STAMP)
 

@@ -175,7 +175,10 @@ def from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
             kwargs[name] = _check_type(data[name], hints[name], f"{where}.{name}")
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{where}: missing required key {name!r}")
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as e:  # a config's own __post_init__ validation
+        raise ConfigError(f"{where}: {e}") from None
 
 
 def config_hash(obj: Any, exclude: tuple[str, ...] = ()) -> str:

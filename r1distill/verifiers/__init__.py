@@ -1,0 +1,13 @@
+"""Graders shared by verify (rejection sampling), rl (rewards) and evaluate (pass@1): one implementation each.
+
+- `answer`: the one answer parser (final answer after `</think>`, `\\boxed{}`, choices, code blocks).
+- `math`: math-verify in worker processes with a hard per-item deadline.
+- `sandbox` + `code`: model-written programs run contained against stdin/stdout or assertion tests.
+- `grader.Grader`: dispatch by the sample's domain; returns `base.Grade` objects. `reward_function(grader)` wraps
+  it as a TRL reward for rl; evaluate calls `Grader.grade` (or `grade_samples`) on its samples.
+"""
+
+from r1distill.verifiers.base import Grade
+from r1distill.verifiers.grader import Grader, grade_samples, reward_function
+
+__all__ = ["Grade", "Grader", "grade_samples", "reward_function"]

