@@ -43,6 +43,19 @@ class Completion:
     logprobs: tuple[list[int], list[float], list[list[tuple[int, float]]]] | None = None
 
 
+def render_text(tokenizer: Any, request: Request) -> str:
+    """The chat-templated prompt plus the prefill (not doubled if the template already adds it)."""
+    text = tokenizer.apply_chat_template(request.messages, add_generation_prompt=True, tokenize=False)
+    if request.prefill and not text.endswith(request.prefill):
+        text += request.prefill
+    return text
+
+
+def render_ids(tokenizer: Any, request: Request) -> list[int]:
+    """`render_text` tokenised without special tokens added, so no engine prepends a second BOS."""
+    return tokenizer(render_text(tokenizer, request), add_special_tokens=False).input_ids
+
+
 class Engine(ABC):
     name: str = "engine"
     supports_seed: bool = True  # False: request seeds are ignored (recorded as null in samples)

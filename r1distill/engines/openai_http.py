@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from r1distill.engines.base import Completion, Engine, Request
+from r1distill.engines.base import Completion, Engine, Request, render_text
 
 log = logging.getLogger(__name__)
 
@@ -98,10 +98,7 @@ class OpenAIEngine(Engine):
             if self.s.token_ids_in_logprobs:
                 body["return_tokens_as_token_ids"] = True
         if self.s.api == "completions":
-            text = self.tokenizer.apply_chat_template(req.messages, add_generation_prompt=True, tokenize=False)
-            if req.prefill and not text.endswith(req.prefill):
-                text += req.prefill
-            body["prompt"] = text
+            body["prompt"] = render_text(self.tokenizer, req)
             return "/completions", body
         messages = list(req.messages)
         if req.prefill and self.s.prefill_mode == "continue_final_message":

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from r1distill.engines.base import Completion, Engine, Request
+from r1distill.engines.base import Completion, Engine, Request, render_ids
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +58,7 @@ class RayDataEngine(Engine):
         }
 
     def render(self, request: Request) -> list[int]:
-        text = self.tokenizer.apply_chat_template(request.messages, add_generation_prompt=True, tokenize=False)
-        if request.prefill and not text.endswith(request.prefill):
-            text += request.prefill
-        return self.tokenizer(text, add_special_tokens=False).input_ids
+        return render_ids(self.tokenizer, request)
 
     def generate(self, requests: Iterable[Request]) -> Iterator[Completion]:
         import ray

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from r1distill.engines.base import Completion, Engine, Request
+from r1distill.engines.base import Completion, Engine, Request, render_ids
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +43,7 @@ class VLLMEngine(Engine):
         return {"engine": self.name, "model": self.model, "vllm_version": vllm.__version__}
 
     def render(self, request: Request) -> list[int]:
-        """Token ids of the chat-templated prompt plus the prefill (not doubled if the template already adds it)."""
-        text = self.tokenizer.apply_chat_template(request.messages, add_generation_prompt=True, tokenize=False)
-        if request.prefill and not text.endswith(request.prefill):
-            text += request.prefill
-        return self.tokenizer(text, add_special_tokens=False).input_ids
+        return render_ids(self.tokenizer, request)
 
     def generate(self, requests: Iterable[Request]) -> Iterator[Completion]:
         from vllm.exceptions import VLLMValidationError
