@@ -32,8 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from r1distill import models
 from r1distill.card import length_stats, render_card
-from r1distill.models import BUNDLED, resolve_model
+from r1distill.models import BUNDLED
 from r1distill.progress import Progress
 from r1distill.records import Sample
 from r1distill.shards import (
@@ -184,18 +185,7 @@ def split_groups(keys: list[str], fraction: float, seed: int) -> set[str]:
 
 def load_tokenizer(name: str):
     """The student's tokenizer; a path that does not exist or does not load names `build.tokenizer`."""
-    try:
-        path = resolve_model(name)
-    except StageError as e:
-        raise StageError(f"build.tokenizer: {e}") from None
-    from transformers import AutoTokenizer
-
-    try:
-        tok = AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError) as e:
-        raise StageError(
-            f"build.tokenizer {name!r}: cannot load a tokenizer ({e}); point at the student's model folder"
-        ) from None
+    tok = models.load_tokenizer(name, "build.tokenizer")
     if not tok.chat_template:
         raise StageError(
             f"build.tokenizer {name!r}: has no chat template; SFT on `messages` needs one (use the instruct "

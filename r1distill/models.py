@@ -15,6 +15,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from filelock import FileLock
 
@@ -106,26 +107,47 @@ def _convert_gguf(src_dir: Path, gguf_file: str, out: Path) -> None:
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-def resolve_model(name: str) -> str:
-    """A model reference made ready for an engine: the bundled teacher, a local folder, or a Hub id.
-
-    Fails before any engine starts when a local path does not exist, or a Hub id cannot be reached offline.
+def resolve_model(name: str, tokenizer_only: bool = False) -> str:
+    """A model (or, with `tokenizer_only`, tokenizer) reference made ready to load: the bundled teacher, a local
+    folder, or a Hub id. Fails before any engine starts when a local path does not exist or holds no model, or a
+    Hub id cannot be reached offline.
     """
     if name in (BUNDLED, "bundled", "default"):
         return str(default_teacher())
     path = Path(name).expanduser()
     if path.exists():
-        if not (path / "config.json").exists():
-            raise StageError(f"model {name!r}: folder has no config.json; point at a Hugging Face model folder")
+        wanted = ("tokenizer.json", "tokenizer_config.json") if tokenizer_only else ("config.json",)
+        if not any((path / f).exists() for f in wanted):
+            what = "tokenizer" if tokenizer_only else "model"
+            raise StageError(
+                f"{what} {name!r}: folder has no {' or '.join(wanted)}; point at a Hugging Face {what} folder"
+            )
         return str(path)
     if name.startswith((".", "/", "~")) or not _HUB_ID.match(name):
         raise StageError(f"model {name!r}: no such folder; give an existing model folder, a Hub id, or {BUNDLED!r}")
     if os.environ.get("HF_HUB_OFFLINE") == "1":
         from huggingface_hub import try_to_load_from_cache
 
-        if not isinstance(try_to_load_from_cache(name, "config.json"), str):
+        probe = "tokenizer_config.json" if tokenizer_only else "config.json"
+        if not isinstance(try_to_load_from_cache(name, probe), str):
             raise StageError(f"model {name!r}: not in the local Hub cache and HF_HUB_OFFLINE=1; download it first")
     return name
+
+
+def load_tokenizer(name: str, where: str = "tokenizer") -> Any:
+    """`AutoTokenizer` for a folder, a Hub id or the bundled teacher; errors name the recipe field `where`."""
+    from transformers import AutoTokenizer
+
+    try:
+        path = resolve_model(name, tokenizer_only=True)
+    except StageError as e:
+        raise StageError(f"{where}: {e}") from None
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as e:
+        raise StageError(
+            f"{where} {name!r}: cannot load a tokenizer ({e}); point at the student's model folder"
+        ) from None
 
 
 def build_tokenizer(out_dir: str | Path, corpus: list[str] | None = None, vocab_size: int = 512):

@@ -16,17 +16,10 @@ CHARS_PER_TOKEN = 4.0
 
 @functools.lru_cache(maxsize=4)
 def load_tokenizer(path: str) -> Any:
-    """The student's tokenizer (a folder, a Hub id or `bundled:smollm2`), once per process (each worker loads its
-    own)."""
-    from transformers import AutoTokenizer
+    """The student's tokenizer, once per process (each worker loads its own)."""
+    from r1distill.models import load_tokenizer as load
 
-    from r1distill.models import resolve_model
-    from r1distill.shards import StageError
-
-    try:
-        return AutoTokenizer.from_pretrained(resolve_model(path))
-    except OSError as e:
-        raise StageError(f"filter.tokenizer: cannot load tokenizer {path!r}: {e}") from None
+    return load(path, "filter.tokenizer")
 
 
 def count_tokens(text: str, tokenizer: Any | None) -> tuple[int, str]:
