@@ -17,7 +17,7 @@ quickstart: $(STAMP)
 
 test: $(STAMP) system-deps
 	$(BIN)/ruff check r1distill tests
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -rs tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check r1distill tests && $(BIN)/ruff format --check r1distill tests
