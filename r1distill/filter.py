@@ -414,6 +414,13 @@ def _funnel_order(check_names: list[str], by_reason: Counter[str], check_of: dic
     return sorted(by_reason, key=lambda r: (rank.get(check_of[r], len(rank)), -by_reason[r], r))
 
 
+def summary(manifest: dict[str, Any]) -> str:
+    """One line a person reads at the end of a run: the funnel and where the report is."""
+    c = manifest["counts"]
+    steps = ", ".join(f"{s['step']} {s['dropped']}" for s in manifest.get("funnel", []) if s.get("dropped"))
+    return f"{c['in']} in, {c['kept']} kept; dropped: {steps or 'none'}; report: {manifest.get('report', 'report.md')}"
+
+
 def main(argv: list[str] | None = None) -> int:
     return stage_main("filter", Config, run, argv, __doc__)
 

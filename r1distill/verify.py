@@ -289,6 +289,17 @@ def run(cfg: VerifyConfig, input_dir: str | Path | None, output_dir: str | Path)
         return manifest
 
 
+def summary(manifest: dict[str, Any]) -> str:
+    """One line a person reads at the end of a run."""
+    c = manifest["counts"]
+    dropped = ", ".join(f"{k} {v}" for k, v in sorted(c.get("dropped", {}).items()))
+    return (
+        f"{c['samples']} samples graded: {c['correct']} correct ({c['correct'] / max(c['samples'], 1):.0%}), "
+        f"{c['kept']} kept; dropped: {dropped or 'none'}; prompts never solved {c.get('prompts_never_solved', 0)}, "
+        f"always solved {c.get('prompts_always_solved', 0)}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     return stage_main("verify", Config, run, argv, __doc__)
 
