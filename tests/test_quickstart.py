@@ -30,7 +30,8 @@ def test_quickstart_runs_every_stage_and_round_trips(tmp_path):
     run_dir = tmp_path / "qs"
     proc = run_quickstart(run_dir)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    manifests = {stage: read_manifest(run_dir / stage) for stage in ("generate", "verify", "filter", "build")}
+    stages = ("generate", "verify", "filter", "build", "evaluate")
+    manifests = {stage: read_manifest(run_dir / stage) for stage in stages}
     assert all(manifests.values()), {k: v is not None for k, v in manifests.items()}
     assert manifests["generate"]["counts"] == {"prompts": 32, "n": 2, "samples": 64}
     # each stage's input is the previous one's finished output
@@ -42,6 +43,9 @@ def test_quickstart_runs_every_stage_and_round_trips(tmp_path):
     check_rows_equal_samples(load(run_dir / "build", tmp_path), kept)
     assert "run finished" in proc.stderr and str(run_dir / "build") in proc.stderr
     assert (run_dir / "filter" / "report.md").exists() and (run_dir / "build" / "README.md").exists()
+    report = json.loads((run_dir / "evaluate" / "report.json").read_text())
+    arith = report["benchmarks"]["arith"]
+    assert 0.0 <= arith["pass@1"] <= 1.0 and (run_dir / "evaluate" / "report.md").exists()
 
     again = run_quickstart(run_dir)  # idempotent: every stage is recognised as done, nothing is rewritten
     assert again.returncode == 0, again.stderr[-2000:]

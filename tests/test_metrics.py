@@ -1,0 +1,123 @@
+"""Metrics against closed-form values: pass@k, cons@k voting (math-equivalent answers together), intervals."""
+
+from __future__ import annotations
+
+from math import comb
+
+import pytest
+
+from r1distill import metrics
+from r1distill.evaluate import _equal, bench_metrics
+
+
+@pytest.mark.parametrize(
+    ("n", "c", "k"), [(5, 2, 1), (5, 2, 2), (5, 2, 5), (10, 3, 4), (64, 0, 8), (64, 64, 8), (64, 17, 16)]
+)
+def test_pass_at_k_matches_closed_form(n, c, k):
+    expected = 1 - comb(n - c, k) / comb(n, k)
+    assert metrics.pass_at_k(n, c, k) == pytest.approx(expected, abs=1e-12)
+
+
+def test_pass_at_k_edges():
+    assert metrics.pass_at_k(5, 2, 1) == pytest.approx(0.4)
+    assert metrics.pass_at_k(5, 2, 5) == 1.0  # k = n: any correct sample is drawn
+    assert metrics.pass_at_k(5, 0, 3) == 0.0
+    assert metrics.pass_at_k(5, 5, 1) == 1.0
+    assert metrics.pass_at_k(1000, 1, 1) == pytest.approx(0.001)  # no overflow for large n
+    with pytest.raises(ValueError):
+        metrics.pass_at_k(5, 2, 6)
+
+
+def test_cons_at_k_groups_equivalent_answers():
+    # "1/2" and "0.5" and "\frac{1}{2}" are one answer with three votes; "3" has two.
+    answers = ["3", "1/2", "0.5", "3", "\\frac{1}{2}"]
+    correct = [False, True, True, False, True]
+    assert metrics.cons_at_k(answers, correct, equal=_equal) == 1.0
+    assert metrics.cons_at_k(answers, correct) == 0.0  # string equality: "3" wins with 2 votes
+    assert metrics.cons_at_k(answers, correct, k=1, equal=_equal) == 0.0
+
+
+def test_cons_at_k_ties_and_no_answers():
+    assert metrics.majority(["4", "5", "5", "4"]) == 0  # tie: the group seen first
+    assert metrics.majority([None, "5", None]) == 1
+    assert metrics.cons_at_k([None, None], [False, False]) == 0.0
+
+
+def test_mean_ci_known_cases():
+    mean, low, high = metrics.mean_ci([1.0] * 5 + [0.0] * 5)
+    se = (0.5 * 0.5 * 10 / 9 / 10) ** 0.5
+    assert mean == 0.5
+    assert low == pytest.approx(0.5 - 1.959964 * se, abs=1e-6)
+    assert high == pytest.approx(0.5 + 1.959964 * se, abs=1e-6)
+    assert metrics.mean_ci([0.7]) == (0.7, 0.7, 0.7)
+    assert metrics.mean_ci([1.0, 1.0]) == (1.0, 1.0, 1.0)
+
+
+def test_wilson_known_cases():
+    low, high = metrics.wilson(5, 10)
+    assert (round(low, 4), round(high, 4)) == (0.2366, 0.7634)
+    low, high = metrics.wilson(0, 20)
+    assert low == 0.0 and high == pytest.approx(0.1611, abs=1e-4)
+    low, high = metrics.wilson(20, 20)
+    assert high == 1.0 and low == pytest.approx(0.8389, abs=1e-4)
+
+
+def _rec(row, k, correct, extracted, finish="stop", reason=None, tokens=10):
+    return {
+        "row": row,
+        "k": k,
+        "meta": {"finish_reason": finish, "completion_tokens": tokens},
+        "grade": {
+            "correct": correct,
+            "reason": reason or ("correct" if correct else "wrong_answer"),
+            "extracted": extracted,
+        },
+    }
+
+
+def test_bench_metrics_aggregates_per_problem():
+    scored = [
+        _rec("a", 0, True, "2"),
+        _rec("a", 1, False, "3"),
+        _rec("a", 2, True, "2"),
+        _rec("b", 0, False, None, finish="length", reason="truncated", tokens=64),
+        _rec("b", 1, False, None, reason="no_answer"),
+        _rec("b", 2, False, "7"),
+    ]
+    m = bench_metrics(scored, "math", 3, [1, 2, 8])
+    assert m["problems"] == 2 and m["samples"] == 6
+    assert m["pass@1"] == pytest.approx((2 / 3 + 0) / 2)
+    assert m["pass@2"] == pytest.approx((1.0 + 0.0) / 2)  # a: 1 - C(1,2)/C(3,2) = 1
+    assert "pass@8" not in m  # k above n is skipped
+    assert m["cons@3"] == 0.5
+    assert m["truncation_rate"] == pytest.approx(1 / 6)
+    assert m["no_answer_rate"] == pytest.approx(1 / 6)
+    assert m["reasons"]["truncated"] == 1
+    assert m["mean_completion_tokens"] == pytest.approx((5 * 10 + 64) / 6)
+
+
+def test_pool_equivalence_votes_like_the_math_verifier():
+    from r1distill.evaluate import pool_equivalence
+    from r1distill.verifiers.math import MathPool
+
+    with MathPool(workers=1) as pool:
+        equal = pool_equivalence(pool, [["1/2", "0.5", "3", None], ["\\frac{1}{2}", "0.5"]])
+    assert equal("1/2", "0.5") and equal("0.5", "1/2") and equal("\\frac{1}{2}", "0.5")
+    assert not equal("3", "0.5")
+    assert not equal("1/2", "\\frac{1}{2}")  # different problems: never compared, so not known equal
+    answers, correct = ["3", "1/2", "0.5"], [False, True, True]
+    assert metrics.cons_at_k(answers, correct, equal=equal) == 1.0
+
+
+def test_bench_metrics_single_sample_adds_wilson():
+    scored = [_rec(str(i), 0, i < 5, str(i)) for i in range(10)]
+    m = bench_metrics(scored, "math", 1, [1])
+    assert m["pass@1"] == 0.5 and "cons@1" not in m
+    assert [round(x, 4) for x in m["pass@1_wilson95"]] == [0.2366, 0.7634]
+
+
+def test_module_doctests_pass():
+    import doctest
+
+    result = doctest.testmod(metrics)
+    assert result.attempted >= 10 and result.failed == 0
