@@ -27,9 +27,9 @@ from typing import Any
 
 from r1distill import benchmarks, generate, metrics
 from r1distill.config import config_hash
-from r1distill.engines import ENGINES, Engine, make_engine
+from r1distill.engines import ENGINES, Engine
 from r1distill.engines.openai_http import HTTPSettings
-from r1distill.models import BUNDLED, resolve_model
+from r1distill.models import BUNDLED
 from r1distill.prompts import SourceConfig
 from r1distill.shards import (
     StageError,
@@ -272,14 +272,6 @@ def report_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _make_engine(cfg: EvaluateConfig) -> Engine:
-    model = cfg.model if cfg.engine == "openai" else resolve_model(cfg.model)
-    try:
-        return make_engine(cfg.engine, model, cfg.vllm, cfg.http)
-    except ValueError as e:
-        raise StageError(str(e)) from None
-
-
 def run(cfg: EvaluateConfig, input_dir: Path | None, output_dir: Path, engine: Engine | None = None) -> dict[str, Any]:
     """Evaluate `cfg.model` on every benchmark into `output_dir`; returns the manifest (also report.json's content).
 
@@ -309,7 +301,7 @@ def run(cfg: EvaluateConfig, input_dir: Path | None, output_dir: Path, engine: E
                 _write_problems(problems, rows[bench.name])
                 gcfg = _generate_config(cfg, bench, problems)
                 if engine is None and _needs_samples(gcfg, bdir / "samples", len(rows[bench.name])):
-                    engine = _make_engine(cfg)
+                    engine = generate.start_engine(gcfg)
                 gen = generate.run(gcfg, None, bdir / "samples", engine=engine)
                 # only what this config asks for: a folder reused with a smaller limit or n keeps its other samples
                 wanted = {r["id"] for r in rows[bench.name]}

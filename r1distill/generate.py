@@ -102,6 +102,28 @@ def messages_for(cfg: GenerateConfig, prompt: Prompt) -> list[dict[str, str]]:
     return msgs
 
 
+def teacher_model(cfg: GenerateConfig) -> str:
+    """What the engine is given: the served model name for `openai`, a checked local path or Hub id otherwise."""
+    if cfg.engine not in ENGINES:
+        raise StageError(f"generate.engine: unknown engine {cfg.engine!r}; available: {', '.join(ENGINES)}")
+    if cfg.engine == "openai":
+        if cfg.http is None:
+            raise StageError("generate.http: the openai engine needs http.base_urls (e.g. http://127.0.0.1:8000/v1)")
+        return cfg.model  # served by the endpoint, not loaded here
+    return resolve_model(cfg.model)
+
+
+def start_engine(cfg: GenerateConfig, model: str | None = None) -> Engine:
+    """The engine `cfg` names, started; configuration problems become one-line StageErrors."""
+    tokenizer = resolve_model(cfg.tokenizer, tokenizer_only=True) if cfg.tokenizer else None
+    try:
+        return make_engine(
+            cfg.engine, model or teacher_model(cfg), cfg.vllm, cfg.http, cfg.max_in_flight, tokenizer, cfg.ray
+        )
+    except ValueError as e:
+        raise StageError(str(e)) from None
+
+
 def _check_sampling(sampling: dict[str, Any]) -> None:
     try:
         from vllm import SamplingParams
@@ -166,14 +188,7 @@ def run(cfg: GenerateConfig, input_dir: Path | None, output_dir: Path, engine: E
     if cfg.n < 1:
         raise StageError("generate.n: must be at least 1")
     prompts = load_prompts(cfg.sources, cfg.limit)
-    if cfg.engine not in ENGINES:
-        raise StageError(f"generate.engine: unknown engine {cfg.engine!r}; available: {', '.join(ENGINES)}")
-    if cfg.engine == "openai":
-        if cfg.http is None:
-            raise StageError("generate.http: the openai engine needs http.base_urls (e.g. http://127.0.0.1:8000/v1)")
-        model = cfg.model  # served by the endpoint, not loaded here
-    else:
-        model = resolve_model(cfg.model)
+    model = teacher_model(cfg)
     sampling = sampling_params(cfg)
     if cfg.engine in ("vllm", "ray"):
         _check_sampling(sampling)
@@ -237,11 +252,7 @@ def _generate(cfg, engine, model, sampling, todo, output_dir, already) -> tuple[
         requests[sid] = (p, k, Request(sid, messages_for(cfg, p), sampling, cfg.prefill, seed, cfg.logprobs))
     own = engine is None
     if own:
-        tokenizer = resolve_model(cfg.tokenizer) if cfg.tokenizer else None
-        try:
-            engine = make_engine(cfg.engine, model, cfg.vllm, cfg.http, cfg.max_in_flight, tokenizer, cfg.ray)
-        except ValueError as e:
-            raise StageError(str(e)) from None
+        engine = start_engine(cfg, model)
     teacher = {**engine.describe(), "model": cfg.model}
     errors: list[dict[str, str]] = []
     progress = Progress(total=already + len(todo), desc="generate", initial=already)

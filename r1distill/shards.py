@@ -27,8 +27,6 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 SHARD_GLOB = "part-*.jsonl"
 
 
@@ -46,7 +44,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; the result should read like any other file
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are meant to be read by others (e.g. a shared run dir)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

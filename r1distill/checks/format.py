@@ -30,7 +30,8 @@ def truncated(sample: Sample, *, finish_reasons: tuple[str, ...] | list[str] = (
     """Drop generations cut by the token limit (`meta["finish_reason"]`) or whose reasoning never closes."""
     if sample.finish_reason in finish_reasons:
         return Verdict.drop("truncated", finish_reason=sample.finish_reason)
-    if "<think>" in sample.completion and "</think>" not in sample.completion:
+    parsed = sample.parsed
+    if parsed.has_think and not parsed.closed:
         return Verdict.drop("truncated", finish_reason=sample.finish_reason, unclosed=True)
     return Verdict.ok()
 
