@@ -1,0 +1,193 @@
+"""What sft and rl share: TRL arguments from the recipe, the shipped ZeRO configs, LoRA, checkpoints, the final save.
+
+A training stage's output folder is itself the trained model (config, weights, tokenizer, generation config, a
+model card), with `checkpoints/` inside for resume and `manifest.json` written last, so `from_pretrained(RUN_DIR/sft)`
+works and a folder without a manifest is known to be unfinished.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from r1distill.config import ConfigError
+from r1distill.shards import StageError
+
+log = logging.getLogger(__name__)
+
+DEEPSPEED_DIR = Path(__file__).parent / "deepspeed"
+CHECKPOINTS = "checkpoints"
+_CKPT = re.compile(r"^checkpoint-(\d+)$")
+
+
+def deepspeed_names() -> list[str]:
+    return sorted(p.stem for p in DEEPSPEED_DIR.glob("*.json"))
+
+
+def deepspeed_config(name: str | None, where: str) -> str | None:
+    """The DeepSpeed JSON for `deepspeed:` in a recipe: a shipped name (zero2, zero3, zero3_offload) or a path."""
+    if not name:
+        return None
+    shipped = DEEPSPEED_DIR / f"{name}.json"
+    if shipped.exists():
+        return str(shipped)
+    path = Path(name).expanduser()
+    if path.suffix == ".json" and path.exists():
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{where}: {path} is not valid JSON: {e}") from None
+        return str(path.resolve())
+    raise ConfigError(f"{where}: {name!r} is neither a shipped config ({', '.join(deepspeed_names())}) nor a JSON file")
+
+
+def on_cpu() -> bool:
+    import torch
+
+    return not torch.cuda.is_available()
+
+
+def trainer_args(cls: type, trl: dict[str, Any], output_dir: Path, deepspeed: str | None, where: str, **defaults):
+    """`cls(**trl)` (SFTConfig, GRPOConfig) with the folder, ZeRO config and CPU switch filled in.
+
+    `defaults` apply unless the recipe sets the key. An unknown key is a one-line error naming it: the recipe's
+    `trl:` section is TRL's own argument set, passed through, never mirrored.
+    """
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(trl) - fields)
+    if unknown:
+        raise ConfigError(f"{where}: unknown {cls.__name__} argument {unknown[0]!r} (see TRL's {cls.__name__} docs)")
+    kwargs = {"report_to": "none", "logging_steps": 1, "save_strategy": "steps", **defaults, **trl}
+    kwargs["output_dir"] = str(output_dir / CHECKPOINTS)
+    if deepspeed:
+        kwargs["deepspeed"] = deepspeed
+    if on_cpu():
+        # TRL defaults to bf16 mixed precision, which the CPU trainer refuses; DeepSpeed then runs on gloo.
+        kwargs.update(use_cpu=True, bf16=False, fp16=False)
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{where}: {cls.__name__} refused the settings: {e}") from None
+
+
+def lora_config(peft: dict[str, Any] | None, where: str):
+    """`peft.LoraConfig(**peft)` with task_type CAUSAL_LM, or None when the recipe has no `peft:` section."""
+    if not peft:
+        return None
+    from peft import LoraConfig
+
+    settings = {"task_type": "CAUSAL_LM", **peft}
+    try:
+        return LoraConfig(**settings)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{where}: LoraConfig refused the settings: {e}") from None
+
+
+def last_checkpoint(output_dir: Path) -> str | None:
+    """The newest complete checkpoint under OUTPUT/checkpoints, or None.
+
+    The Trainer writes `trainer_state.json` last into a checkpoint, so a folder without a readable one was cut off
+    mid-save (a kill) and is skipped in favour of the one before it.
+    """
+    root = Path(output_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return None
+    found = sorted(((int(m.group(1)), p) for p in root.iterdir() if (m := _CKPT.match(p.name))), reverse=True)
+    for _step, path in found:
+        try:
+            json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            log.warning("%s: incomplete checkpoint (no readable trainer_state.json), skipped", path)
+            continue
+        return str(path)
+    return None
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def is_main_process() -> bool:
+    return rank() == 0
+
+
+def barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def finish_distributed() -> None:
+    """End a multi-process run cleanly (gloo/NCCL abort at interpreter exit otherwise)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def save_final(trainer, tokenizer, output_dir: Path, card: str) -> None:
+    """Save model, tokenizer, generation config, trainer state and card into `output_dir` itself.
+
+    Every rank takes part (ZeRO-3 gathers the weights); the files land in a temp folder first and rank 0 moves them
+    into place, so a kill mid-save never leaves a half-written model looking complete (the manifest comes after).
+    """
+    output_dir = Path(output_dir)
+    staging = output_dir / ".saving"
+    if is_main_process() and staging.exists():
+        shutil.rmtree(staging)
+    barrier()
+    trainer.save_model(str(staging))  # with LoRA: the adapter in PEFT's format, loadable by from_pretrained
+    barrier()
+    if not is_main_process():
+        return
+    tokenizer.save_pretrained(staging)
+    trainer.state.save_to_json(str(staging / "trainer_state.json"))
+    (staging / "README.md").write_text(card, encoding="utf-8")
+    for path in staging.iterdir():
+        target = output_dir / path.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(path, target)
+    staging.rmdir()
+
+
+def loss_history(output_dir: Path) -> list[dict[str, Any]]:
+    """The logged steps (loss, learning rate, ...) from the saved trainer state; [] when there is none."""
+    path = Path(output_dir) / "trainer_state.json"
+    if not path.exists():
+        return []
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("log_history", [])
+    except json.JSONDecodeError as e:
+        raise StageError(f"{path}: unreadable trainer state ({e})") from None
+
+
+def model_card(
+    title: str, base_model: str, dataset: str, dataset_card_hash: str | None, config: dict, results: dict
+) -> str:
+    """A Hub model card: what was trained, from what, on which dataset (and its card's hash), with which config."""
+    front = {"base_model": base_model, "library_name": "transformers", "tags": ["r1distill", "reasoning"]}
+    lines = ["---", *(f"{k}: {json.dumps(v)}" for k, v in front.items()), "---", "", f"# {title}", ""]
+    lines += [
+        f"Fine-tuned from `{base_model}` by [r1distill](https://github.com/r1distill/r1distill).",
+        "",
+        f"- dataset: `{dataset}`" + (f" (card sha256 `{dataset_card_hash}`)" if dataset_card_hash else ""),
+        *(f"- {k}: {v}" for k, v in results.items()),
+        "",
+        "## Training config",
+        "",
+        "```json",
+        json.dumps(config, indent=2, sort_keys=True, default=str),
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
