@@ -13,6 +13,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import re
 import types
 import typing
 from pathlib import Path
@@ -24,6 +25,9 @@ from r1distill.shards import StageError
 
 STAGES = ("generate", "verify", "filter", "build", "publish", "sft", "rl", "evaluate")
 TOP_LEVEL = ("name", "run_dir", "extends", "description", "slurm")
+
+
+_SCI = re.compile(r"^[-+]?\d+(\.\d*)?[eE][-+]?\d+$")
 
 
 class ConfigError(StageError):
@@ -68,7 +72,10 @@ def apply_override(data: dict[str, Any], override: str) -> None:
         if not isinstance(child, dict):
             raise ConfigError(f"override {override!r}: {part!r} is a value, not a section")
         node = child
-    node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    if isinstance(value, str) and _SCI.match(value):
+        value = float(value)  # YAML 1.1 reads 1e-4 (no dot) as a string; on a command line it means a number
+    node[parts[-1]] = value
 
 
 class Recipe:

@@ -26,26 +26,12 @@ log = logging.getLogger(__name__)
 BUNDLED = "bundled:smollm2"
 _SMOL_DIR = "SmolLM2-135M-Instruct"
 _SMOL_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-_DONE = ".r1distill-complete"
+_DONE = ".r1distill-complete-v2"  # v2: EOS/pad tokens fixed (a v1 folder is converted again)
 
 # Qwen2-style ChatML with `{% generation %}` markers (TRL's assistant_only_loss needs them). Earlier assistant
 # turns lose their reasoning, as in R1's template; the last keeps its `<think>` block, which is what SFT trains on.
-CHATML_THINK_TEMPLATE = (
-    "{%- for message in messages %}"
-    "{%- if message['role'] == 'assistant' %}"
-    "{%- set content = message['content'] %}"
-    "{%- if not loop.last and '</think>' in content %}"
-    "{%- set content = content.split('</think>')[-1].lstrip() %}"
-    "{%- endif %}"
-    "{{- '<|im_start|>assistant\\n' }}"
-    "{%- generation %}{{- content + '<|im_end|>' }}{%- endgeneration %}"
-    "{{- '\\n' }}"
-    "{%- else %}"
-    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
-    "{%- endif %}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
-)
+# Shipped as r1distill/templates/chatml_think.jinja, where recipes name it (`sft.chat_template: chatml_think`).
+CHATML_THINK_TEMPLATE = (Path(__file__).parent / "templates" / "chatml_think.jinja").read_text(encoding="utf-8")
 
 # Qwen2's pre-tokenizer split pattern: a local qwen2 tokenizer must use it or AutoTokenizer ids drift.
 QWEN_SPLIT = (
@@ -67,6 +53,11 @@ def _gguf_dir() -> Path:
             "(or run `make install`)"
         )
     return Path(list(spec.submodule_search_locations)[0])
+
+
+def bundled_ready() -> bool:
+    """Whether the bundled teacher is already converted (no work, no import of torch: for plans and dry runs)."""
+    return (home() / "models" / _SMOL_DIR / _DONE).exists()
 
 
 def default_teacher() -> Path:
@@ -100,6 +91,11 @@ def _convert_gguf(src_dir: Path, gguf_file: str, out: Path) -> None:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
+    # The GGUF metadata names <|im_start|> as EOS and no pad token; SmolLM2-Instruct ends a turn with <|im_end|>
+    # (its generation config stops there), and a student must not pad with its EOS or it never learns to stop.
+    tok.eos_token, tok.pad_token = "<|im_end|>", "<|endoftext|>"
+    model.config.eos_token_id = model.generation_config.eos_token_id = tok.eos_token_id
+    model.config.pad_token_id = model.generation_config.pad_token_id = tok.pad_token_id
     model.save_pretrained(out)
     tok.save_pretrained(out)
 

@@ -33,6 +33,7 @@ class SlurmConfig:
     account: str | None = None
     nodes: int = 1  # machines per job (sft/rl); for generate, the default number of shards
     gpus_per_node: int | None = None
+    processes_per_node: int | None = None  # sft/rl training processes per node; default: gpus_per_node (or 1)
     cpus_per_task: int | None = None
     mem: str | None = None  # as sbatch takes it: 64G, 0 (all of the node's memory)
     time: str | None = None  # as sbatch takes it: 4:00:00, 2-00:00:00

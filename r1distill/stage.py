@@ -22,7 +22,14 @@ from r1distill.shards import StageError, manifest_hash, read_manifest
 log = logging.getLogger("r1distill")
 
 # The folder each stage reads from, inside the run dir (generate reads prompts named by its config).
-UPSTREAM = {"verify": "generate", "filter": "verify", "build": "filter", "publish": "build", "sft": "build", "rl": "sft"}
+UPSTREAM = {
+    "verify": "generate",
+    "filter": "verify",
+    "build": "filter",
+    "publish": "build",
+    "sft": "build",
+    "rl": "sft",
+}
 
 
 def header(stage: str, cfg: Any, input_dir: str | Path | None) -> dict[str, Any]:

@@ -83,19 +83,23 @@ def plan_launch(ctx: Context) -> list[Job]:
     The first node of the allocation is the rendezvous host; SLURM_NODEID (set per task by srun) is the rank, so
     the rank expressions are expanded inside each task, not in the batch script.
     """
-    cfg, gpus = ctx.slurm, ctx.slurm.gpus_per_node or 1
+    cfg = ctx.slurm
+    procs = cfg.processes_per_node or cfg.gpus_per_node or 1
     if ctx.shards is not None:
         raise StageError(f"submit {ctx.stage}: --shards is for generate; use --nodes for the number of machines")
     if cfg.nodes < 1:
         raise StageError(f"submit {ctx.stage}: --nodes must be at least 1, got {cfg.nodes}")
+    section = ctx.recipe.data.get(ctx.stage) or {}
     launch = [
         q(cfg.python),
         "-m accelerate.commands.launch",
+        # the ZeRO config itself comes from the recipe (`deepspeed:`) through the Trainer's arguments
+        "--use_deepspeed" if section.get("deepspeed") else "--multi_gpu",
         '--num_machines "$SLURM_NNODES"',
         '--machine_rank "$SLURM_NODEID"',
         '--main_process_ip "$MAIN_PROCESS_IP"',
         '--main_process_port "$MAIN_PROCESS_PORT"',
-        f'--num_processes "$((SLURM_NNODES * {gpus}))"',
+        f'--num_processes "$((SLURM_NNODES * {procs}))"',
         f"--module r1distill.{ctx.stage}",
         *ctx.stage_args(),
     ]
@@ -117,6 +121,7 @@ FLAGS = {
     "--account": ("account", str, "Slurm account"),
     "--nodes": ("nodes", int, "machines per job (sft/rl); default shard count for generate"),
     "--gpus-per-node": ("gpus_per_node", int, "GPUs per node"),
+    "--processes-per-node": ("processes_per_node", int, "sft/rl: training processes per node (default: GPUs)"),
     "--cpus-per-task": ("cpus_per_task", int, "CPUs per task"),
     "--mem": ("mem", str, "memory per node, as sbatch takes it (64G)"),
     "--time": ("time", str, "time limit, as sbatch takes it (4:00:00)"),

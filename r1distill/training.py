@@ -71,6 +71,12 @@ def trainer_args(cls: type, trl: dict[str, Any], output_dir: Path, deepspeed: st
         # TRL defaults to bf16 mixed precision, which the CPU trainer refuses; DeepSpeed then runs on gloo.
         kwargs.update(use_cpu=True, bf16=False, fp16=False)
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
+        if deepspeed and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            # With use_cpu the Trainer opens the process group itself, behind DeepSpeed's back, and DeepSpeed then
+            # counts a world of 1 ("train_batch_size is not equal to ..."): let DeepSpeed open it first.
+            import deepspeed as ds
+
+            ds.init_distributed(dist_backend="gloo")
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as e:
@@ -134,11 +140,13 @@ def finish_distributed() -> None:
         dist.destroy_process_group()
 
 
-def save_final(trainer, tokenizer, output_dir: Path, card: str) -> None:
+def save_final(trainer, tokenizer, output_dir: Path, card: str, base_model: str | None = None) -> None:
     """Save model, tokenizer, generation config, trainer state and card into `output_dir` itself.
 
     Every rank takes part (ZeRO-3 gathers the weights); the files land in a temp folder first and rank 0 moves them
     into place, so a kill mid-save never leaves a half-written model looking complete (the manifest comes after).
+    With LoRA (`base_model` given and an adapter saved) the folder holds the merged model, so vLLM, evaluate and rl
+    load it like any other, and the adapter itself goes to `adapter/`.
     """
     output_dir = Path(output_dir)
     staging = output_dir / ".saving"
@@ -149,6 +157,8 @@ def save_final(trainer, tokenizer, output_dir: Path, card: str) -> None:
     barrier()
     if not is_main_process():
         return
+    if base_model and (staging / "adapter_config.json").exists():
+        _merge_adapter(staging, base_model)
     tokenizer.save_pretrained(staging)
     trainer.state.save_to_json(str(staging / "trainer_state.json"))
     (staging / "README.md").write_text(card, encoding="utf-8")
@@ -158,6 +168,22 @@ def save_final(trainer, tokenizer, output_dir: Path, card: str) -> None:
             shutil.rmtree(target)
         os.replace(path, target)
     staging.rmdir()
+
+
+def _merge_adapter(folder: Path, base_model: str) -> None:
+    """Move the PEFT adapter in `folder` to `folder/adapter` and write base + adapter merged into `folder`."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    adapter = folder / "adapter"
+    adapter.mkdir()
+    for path in list(folder.iterdir()):
+        if path.is_file() and (path.name.startswith("adapter_") or path.name == "README.md"):
+            os.replace(path, adapter / path.name)
+    base = AutoModelForCausalLM.from_pretrained(base_model, dtype="auto")
+    merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
+    merged.save_pretrained(folder)
+    log.info("LoRA merged into %s (adapter kept in %s)", folder, adapter)
 
 
 def loss_history(output_dir: Path) -> list[dict[str, Any]]:

@@ -44,6 +44,19 @@ def vllm_engine(teacher_dir):
     engine.close()
 
 
+@pytest.fixture(scope="session")
+def slurm():
+    """A real slurmctld + slurmd on localhost for the session (started as root, shut down at the end)."""
+    import slurm_cluster
+
+    reason = slurm_cluster.why_unavailable()
+    if reason:
+        pytest.skip(f"no local Slurm: {reason}")
+    cluster = slurm_cluster.start()
+    yield cluster
+    slurm_cluster.stop(cluster)
+
+
 def python_cmd(*args: str) -> list[str]:
     return [sys.executable, *args]
 

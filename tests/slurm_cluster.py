@@ -164,3 +164,24 @@ def stop(cluster: Cluster, timeout: float = 30) -> None:
     munged = _pid(MUNGE_PID)
     if cluster.started_munge and munged and _running(munged):
         os.kill(munged, signal.SIGTERM)
+
+
+TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL"}
+
+
+def wait(job_ids: list[str], timeout: float, until: set[str] = TERMINAL) -> dict[str, list[str]]:
+    """Poll `scontrol show job` until every task of every job is in a state of `until`; returns the states.
+    Past `timeout` the jobs are cancelled and the test fails with their states."""
+    import pytest
+
+    from r1distill.slurm import job_states, scancel
+
+    deadline = time.monotonic() + timeout
+    while True:
+        states = {j: job_states(j) for j in job_ids}
+        if all(s and set(s) <= until for s in states.values()):
+            return states
+        if time.monotonic() > deadline:
+            scancel(job_ids)
+            pytest.fail(f"jobs not in {sorted(until)} after {timeout:.0f} s: {states}")
+        time.sleep(1)
