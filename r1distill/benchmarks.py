@@ -30,11 +30,12 @@ GPQA_TEMPLATE = (
 )
 
 _MODELS = ("Qwen-1.5B", "Qwen-7B", "Qwen-14B", "Qwen-32B", "Llama-8B", "Llama-70B")
+PUBLISHED_MODELS = tuple(f"DeepSeek-R1-Distill-{m}" for m in _MODELS)  # the names published numbers are keyed by
 
 
 def _published(*values: float) -> dict[str, float]:
     """The model card's column for one benchmark, in the order of `_MODELS`."""
-    return {f"DeepSeek-R1-Distill-{m}": v for m, v in zip(_MODELS, values, strict=True)}
+    return dict(zip(PUBLISHED_MODELS, values, strict=True))
 
 
 Row = dict[str, Any]
@@ -83,9 +84,13 @@ class Benchmark:
 
     def rows(self, data_root: str | Path | None = None, limit: int | None = None) -> list[Row]:
         """The converted rows (first `limit`), ids unique; raises StageError on an unusable row."""
+        return self.convert_rows(self.raw_rows(data_root), limit)
+
+    def convert_rows(self, raw_rows: Iterable[Row], limit: int | None = None) -> list[Row]:
+        """`convert` over raw rows in the source's own schema (a local file's or a Hub dataset's), first `limit`."""
         out: list[Row] = []
         seen: set[str] = set()
-        for i, raw in enumerate(self.raw_rows(data_root)):
+        for i, raw in enumerate(raw_rows):
             if limit is not None and len(out) >= limit:
                 break
             try:

@@ -1,11 +1,17 @@
-"""evaluate: sample a model on registered benchmarks, grade every sample, report pass@1 / pass@k / cons@k with CIs.
+"""evaluate: sample models on registered benchmarks, grade every sample, report pass@1 / pass@k / cons@k with CIs.
 
     python -m r1distill.evaluate --config pipelines/quickstart.yaml [--model M] [--benchmarks gsm8k,math500] [--n 4]
+        [evaluate.baselines.teacher=bundled:smollm2]
 
-Per benchmark, into OUTPUT/<bench>/: `problems.jsonl` (the rows sampled from), `samples/` (a generate run: killed
-runs resume and only missing samples are drawn), `scored.jsonl` (each sample with its grade). Then
-OUTPUT/report.json (metrics + environment) and OUTPUT/report.md (a table with DeepSeek-R1's published numbers beside
-the measured ones when the model is one of the R1-Distill models). The manifest is written last.
+The model is the run's trained student by default: the stage's input folder, RUN_DIR/rl when the recipe has an rl
+stage, else RUN_DIR/sft (a finished one: its manifest.json must be there). `evaluate.model` names another model
+instead. `evaluate.baselines` ({label: model}) adds models evaluated the same way beside it, e.g. the teacher.
+
+Per model and benchmark, into OUTPUT/<bench>/ (baselines: OUTPUT/baselines/<label>/<bench>/): `problems.jsonl` (the
+rows sampled from), `samples/` (a generate run: killed runs resume and only missing samples are drawn),
+`scored.jsonl` (each sample with its grade). Then OUTPUT/report.json (metrics + environment) and OUTPUT/report.md
+(the models side by side, with DeepSeek-R1's published numbers where they apply and the caveats of comparing with
+them). The manifest is written last.
 
 Truncated answers (finish_reason "length") are counted in their own `truncation_rate` as well as being wrong.
 """
@@ -16,6 +22,8 @@ import json
 import logging
 import os
 import platform
+import re
+import shutil
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -26,17 +34,17 @@ from pathlib import Path
 from typing import Any
 
 from r1distill import benchmarks, generate, metrics
-from r1distill.config import config_hash
 from r1distill.engines import ENGINES, Engine
 from r1distill.engines.openai_http import HTTPSettings
-from r1distill.models import BUNDLED
 from r1distill.prompts import SourceConfig
 from r1distill.shards import (
+    MANIFEST,
     StageError,
     atomic_write_text,
     clear_manifest,
     iter_records,
     locked,
+    manifest_hash,
     read_manifest,
     write_jsonl_atomic,
     write_manifest,
@@ -61,14 +69,21 @@ PACKAGES = {
 class EvaluateConfig:
     """The recipe's `evaluate:` section. `sampling` is merged over R1's (temperature 0.6, top-p 0.95, 32768 tokens).
 
+    `model`: None (default) = the run's trained student, the stage's input folder; else a folder, Hub id or
+    bundled:NAME. `baselines`: {label: model} evaluated with the same protocol beside it (e.g. `teacher:
+    bundled:smollm2`, or the untrained base student). `published_model`: the R1-Distill model whose published numbers
+    stand beside the model's (e.g. DeepSeek-R1-Distill-Qwen-1.5B for a student trained from Qwen2.5-Math-1.5B); a
+    model named like one of them gets its own numbers anyway.
     `data_root`: a folder holding the benchmarks' local JSONL files (None: load them from the Hub).
     `ks`: the k of pass@k (those above n are skipped); cons@n is reported for math/science benchmarks.
     `lenient_think`: grade completions that stopped without closing `<think>` on their whole text (small models).
     """
 
-    HASH_EXCLUDE = ("workers", "http")
+    HASH_EXCLUDE = ("workers", "http", "max_in_flight")
 
-    model: str = BUNDLED
+    model: str | None = None
+    baselines: dict[str, str] = field(default_factory=dict)
+    published_model: str | None = None
     engine: str = "vllm"
     benchmarks: list[str] = field(default_factory=lambda: ["aime24", "math500"])
     n: int = 4
@@ -84,16 +99,101 @@ class EvaluateConfig:
     lenient_think: bool = False
     math_timeout_s: float = 5.0
     workers: int = 2
+    max_in_flight: int | None = None  # requests held by the engine at once (memory, HTTP concurrency), not results
+
+    def hash_extra(self) -> dict[str, str | None]:
+        """The manifest hash of each named model folder that is a finished stage: retraining it re-evaluates it."""
+        refs = [self.model, *self.baselines.values()]
+        return {r: manifest_hash(Path(r).expanduser()) for r in refs if isinstance(r, str) and _stage_folder(r)}
 
 
 Config = EvaluateConfig
 
+_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+STAMP = "model.json"  # in each model's folder: which model (and which training of it) its samples come from
 
-def _generate_config(cfg: EvaluateConfig, bench: benchmarks.Benchmark, problems: Path) -> generate.GenerateConfig:
+
+def _stage_folder(ref: str) -> bool:
+    path = Path(ref).expanduser()
+    return path.is_dir() and (path / MANIFEST).exists()
+
+
+def upstream(recipe: Any) -> str | None:
+    """The run-dir folder evaluate reads: the trained student (rl's output when the recipe has an rl stage, else
+    sft's), or None when `evaluate.model` names the model."""
+    section = recipe.data.get("evaluate") or {}
+    if isinstance(section, dict) and section.get("model"):
+        return None
+    return "rl" if "rl" in recipe.data else "sft"
+
+
+@dataclass(frozen=True)
+class Subject:
+    """One model under evaluation: its label in the report, its reference, its folder in OUTPUT."""
+
+    label: str
+    ref: str
+    out: Path
+    published_as: str
+
+
+def check_model_folder(ref: str, where: str) -> None:
+    """Refuse a training output (sft/rl) that has no manifest.json: its weights belong to an unfinished run."""
+    path = Path(ref).expanduser()
+    if path.is_dir() and not (path / MANIFEST).exists():
+        if (path / "checkpoints").is_dir() or (path / "trainer_state.json").exists():
+            raise StageError(
+                f"{where}: {path} is an unfinished training run (checkpoints but no {MANIFEST}); rerun its "
+                "sft/rl command to finish it (it resumes), or point at a finished model"
+            )
+
+
+def subjects(cfg: EvaluateConfig, input_dir: Path | None, output_dir: Path) -> list[Subject]:
+    """The evaluated model first (the student unless `model` is set), then the baselines; all checked before any
+    engine starts."""
+    if cfg.model:
+        check_model_folder(cfg.model, "evaluate.model")
+        models = [Subject("model", cfg.model, output_dir, cfg.published_model or cfg.model)]
+    elif input_dir is None:
+        raise StageError(
+            "evaluate.model: not set, and no trained student to default to; set evaluate.model (a folder, Hub id or "
+            "bundled:smollm2), or add an sft stage so evaluate reads RUN_DIR/sft"
+        )
+    else:
+        student = Path(input_dir)
+        if not student.is_dir():
+            raise StageError(
+                f"evaluate: no trained student at {student}; run the sft (or rl) stage first, or set evaluate.model"
+            )
+        check_model_folder(str(student), "evaluate")
+        if not (student / MANIFEST).exists():
+            raise StageError(f"evaluate: {student} has no {MANIFEST}; its training did not finish. Run it (again).")
+        models = [Subject("student", str(student), output_dir, cfg.published_model or str(student))]
+    for label, ref in cfg.baselines.items():
+        where = f"evaluate.baselines.{label}"
+        if not _LABEL.match(str(label)):
+            raise StageError(f"{where}: a label names a folder: letters, digits, '.', '_' or '-' only")
+        if not isinstance(ref, str) or not ref:
+            raise StageError(f"{where}: give a model (a folder, Hub id or bundled:smollm2)")
+        check_model_folder(ref, where)
+        models.append(Subject(str(label), ref, output_dir / "baselines" / str(label), ref))
+    if cfg.published_model and Path(cfg.published_model).name.lower() not in {
+        m.lower() for m in benchmarks.PUBLISHED_MODELS
+    }:
+        raise StageError(
+            f"evaluate.published_model: {cfg.published_model!r} has no published numbers; one of "
+            + ", ".join(benchmarks.PUBLISHED_MODELS)
+        )
+    return models
+
+
+def _generate_config(
+    cfg: EvaluateConfig, model: str, bench: benchmarks.Benchmark, problems: Path
+) -> generate.GenerateConfig:
     source = SourceConfig(name=bench.name, path=str(problems), id_field="id", domain=bench.domain)
     return generate.GenerateConfig(
         sources=[source],
-        model=cfg.model,
+        model=model,
         engine=cfg.engine,
         n=cfg.n,
         system_prompt=cfg.system_prompt,
@@ -103,7 +203,32 @@ def _generate_config(cfg: EvaluateConfig, bench: benchmarks.Benchmark, problems:
         vllm=dict(cfg.vllm),
         http=cfg.http,
         seed=cfg.seed,
+        max_in_flight=cfg.max_in_flight,
     )
+
+
+def _forget_retrained(subject: Subject) -> None:
+    """Drop the samples of a model folder that was retrained since they were drawn (same path, new manifest): they
+    describe weights that no longer exist, and generate, which knows models by path, would resume from them."""
+    path = Path(subject.ref).expanduser()
+    ident = {"model": subject.ref, "manifest_hash": manifest_hash(path) if path.is_dir() else None}
+    stamp = subject.out / STAMP
+    old = json.loads(stamp.read_text(encoding="utf-8")) if stamp.exists() else None
+    if old == ident:
+        return
+    if old and old.get("model") == ident["model"]:
+        log.warning("evaluate: %s changed since its last evaluation; its old samples are discarded", subject.ref)
+        for name in benchmarks.names():
+            shutil.rmtree(subject.out / name / "samples", ignore_errors=True)
+            (subject.out / name / "scored.jsonl").unlink(missing_ok=True)
+    atomic_write_text(stamp, json.dumps(ident) + "\n")  # after the removal: a kill in between removes again
+
+
+def _sweep_temp_files(root: Path) -> None:
+    """Remove what atomic writes killed midway left behind (`.NAME.XXXX.tmp`); call only under the folder's lock.
+    Unsealed shards (`part-*.jsonl.tmp`) are not touched: generate recovers their records."""
+    for path in root.rglob(".*.tmp"):
+        path.unlink(missing_ok=True)
 
 
 def _write_problems(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -238,18 +363,54 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
 
 
+def caveats(cfg: EvaluateConfig) -> list[str]:
+    """What keeps this run's numbers from being like-with-like with the published ones (R1's protocol: 64 samples,
+    temperature 0.6, top-p 0.95, 32,768 tokens)."""
+    sampling, r1 = {**generate.R1_SAMPLING, **cfg.sampling}, generate.R1_SAMPLING
+    out = []
+    if cfg.n != 64:
+        out.append(
+            f"cons@{cfg.n} is a majority vote over {cfg.n} samples per problem, the published cons@64 one over 64: "
+            "not like-with-like (marked †)"
+        )
+    if sampling["max_tokens"] < r1["max_tokens"]:
+        out.append(
+            f"max_tokens {sampling['max_tokens']} < the published {r1['max_tokens']}: longer answers are cut off and "
+            "count as wrong (see 'truncated')"
+        )
+    if (sampling.get("temperature"), sampling.get("top_p")) != (r1["temperature"], r1["top_p"]):
+        out.append(
+            f"sampling temperature {sampling.get('temperature')} / top-p {sampling.get('top_p')} differs from the "
+            f"published {r1['temperature']} / {r1['top_p']}"
+        )
+    return out
+
+
+def _rows(report: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(benchmark, model label, metrics) per table row: each benchmark's models side by side."""
+    models = [(report.get("label", "model"), report["benchmarks"])]
+    models += [(label, b["benchmarks"]) for label, b in report.get("baselines", {}).items()]
+    return [(name, label, bench[name]) for name in report["benchmarks"] for label, bench in models if name in bench]
+
+
 def report_markdown(report: dict[str, Any]) -> str:
-    """The report as a Markdown table; published numbers (percent) appear when the model is an R1-Distill one."""
+    """The report as a Markdown table, one row per benchmark and model, with published numbers where they apply."""
+    n = report["n"]
+    mark = "" if n == 64 else " †"
+    models = [f"{report.get('label', 'model')} = {report['model']}"]
+    models += [f"{label} = {b['model']}" for label, b in report.get("baselines", {}).items()]
     lines = [
         f"# Evaluation of {report['model']}",
         "",
-        f"n={report['n']} samples per problem; pass@1 = mean over samples, 95% CI over problems.",
+        f"Models: {'; '.join(models)}.",
+        f"n={n} samples per problem; pass@1 = mean over samples, 95% CI over problems. Published: DeepSeek-R1's model "
+        "card (pass@1 over 64 samples, temperature 0.6, top-p 0.95, 32,768 max tokens).",
         "",
-        "| benchmark | problems | pass@1 | 95% CI | published pass@1 | cons@n | published cons@64 | pass@k "
-        "| truncated | no answer |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        f"| benchmark | model | problems | pass@1 | 95% CI | published pass@1 | cons@{n}{mark} | published cons@64 "
+        "| pass@k | truncated | no answer |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, m in report["benchmarks"].items():
+    for name, label, m in _rows(report):
         cons = next((v for k, v in m.items() if k.startswith("cons@")), None)
         pub, pub_cons = m.get("published"), m.get("published_cons")
         low, high = m["pass@1_ci95"]
@@ -257,11 +418,14 @@ def report_markdown(report: dict[str, Any]) -> str:
             f"{k} {_pct(v)}" for k, v in m.items() if k[:5] == "pass@" and k[5:].isdigit() and k != "pass@1"
         )
         lines.append(
-            f"| {name} | {m['problems']} | {_pct(m['pass@1'])} | {_pct(low)}-{_pct(high)}"
-            f" | {'-' if pub is None else pub} | {_pct(cons)} | {'-' if pub_cons is None else pub_cons}"
-            f" | {passk or '-'}"
+            f"| {name} | {label} | {m['problems']} | {_pct(m['pass@1'])} | {_pct(low)}-{_pct(high)}"
+            f" | {'-' if pub is None else pub} | {_pct(cons)}{mark if cons is not None else ''}"
+            f" | {'-' if pub_cons is None else pub_cons} | {passk or '-'}"
             f" | {_pct(m['truncation_rate'])} | {_pct(m['no_answer_rate'])} |"
         )
+    notes = [f"{name}: {m['note']}" for name, m in report["benchmarks"].items() if m.get("note")]
+    if report.get("caveats") or notes:
+        lines += ["", "Caveats:", *(f"- {c}" for c in [*report.get("caveats", []), *notes])]
     env = report["environment"]
     lines += [
         "",
@@ -272,11 +436,18 @@ def report_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(cfg: EvaluateConfig, input_dir: Path | None, output_dir: Path, engine: Engine | None = None) -> dict[str, Any]:
-    """Evaluate `cfg.model` on every benchmark into `output_dir`; returns the manifest (also report.json's content).
+def run(
+    cfg: EvaluateConfig,
+    input_dir: Path | None,
+    output_dir: Path,
+    engine: Engine | None = None,
+    engines: dict[str, Engine] | None = None,
+) -> dict[str, Any]:
+    """Evaluate the model (default: the student in `input_dir`) and each baseline on every benchmark into
+    `output_dir`; returns the manifest (whose `report` is also report.json's content).
 
-    `engine` lets a caller share a running engine; by default one is started (once, for all benchmarks) after every
-    benchmark has loaded, so a missing file fails before a model loads.
+    `engine` (the evaluated model's) and `engines` (by baseline label) let a caller share running engines; by default
+    one is started per model, after every benchmark and model has been checked, and closed before the next starts.
     """
     output_dir = Path(output_dir)
     if cfg.n < 1:
@@ -288,79 +459,113 @@ def run(cfg: EvaluateConfig, input_dir: Path | None, output_dir: Path, engine: E
     if not cfg.benchmarks:
         raise StageError("evaluate.benchmarks: name at least one of " + ", ".join(benchmarks.names()))
     benches = [benchmarks.get(name) for name in cfg.benchmarks]
+    models = subjects(cfg, input_dir, output_dir)
     rows = {b.name: b.rows(cfg.data_root, cfg.limit) for b in benches}
-    own = engine is None
-    results: dict[str, Any] = {}
+    given = {**(engines or {}), **({models[0].label: engine} if engine is not None else {})}
     with locked(output_dir):
         clear_manifest(output_dir)
-        try:
-            for bench in benches:
-                bdir = output_dir / bench.name
-                bdir.mkdir(parents=True, exist_ok=True)
-                problems = bdir / "problems.jsonl"
-                _write_problems(problems, rows[bench.name])
-                gcfg = _generate_config(cfg, bench, problems)
-                if engine is None and _needs_samples(gcfg, bdir / "samples", len(rows[bench.name])):
-                    engine = generate.start_engine(gcfg)
-                gen = generate.run(gcfg, None, bdir / "samples", engine=engine)
-                # only what this config asks for: a folder reused with a smaller limit or n keeps its other samples
-                wanted = {r["id"] for r in rows[bench.name]}
-                records = sorted(
-                    (r for r in iter_records(bdir / "samples") if r["row"] in wanted and r["k"] < cfg.n),
-                    key=lambda r: (r["row"], r["k"]),
-                )
-                with Grader(
-                    math_timeout_s=cfg.math_timeout_s, workers=cfg.workers, lenient_think=cfg.lenient_think
-                ) as grader:
-                    scored = score(records, grader)
-                    equal = None
-                    if bench.domain in MATH_DOMAINS and cfg.n > 1:
-                        by_row: dict[str, list[str | None]] = defaultdict(list)
-                        for rec in scored:
-                            by_row[rec["row"]].append(rec["grade"].get("extracted"))
-                        equal = pool_equivalence(grader.math, by_row.values())
-                write_jsonl_atomic(bdir / "scored.jsonl", scored)
-                m = bench_metrics(scored, bench.domain, cfg.n, cfg.ks, equal)
-                m["published"] = benchmarks.published_for(bench, cfg.model)
-                m["published_cons"] = benchmarks.published_for(bench, cfg.model, cons=True)
-                m["last_run_samples"] = gen.get("last_run", {}).get("samples", 0)
-                if bench.note:
-                    m["note"] = bench.note
-                results[bench.name] = m
-                log.info("evaluate: %s pass@1 %.3f over %d problems", bench.name, m["pass@1"], m["problems"])
-        finally:
-            if own and engine is not None:
-                engine.close()
+        _sweep_temp_files(output_dir)
+        results = {s.label: _evaluate_model(cfg, s, benches, rows, given.get(s.label)) for s in models}
+        main, others = models[0], models[1:]
         report = {
-            "model": cfg.model,
+            "model": main.ref,
+            "label": main.label,
             "n": cfg.n,
-            "benchmarks": results,
+            "benchmarks": results[main.label],
+            "baselines": {s.label: {"model": s.ref, "benchmarks": results[s.label]} for s in others},
+            "published_model": cfg.published_model,
+            "cons_like_published": cfg.n == 64,
+            "caveats": caveats(cfg),
             "environment": environment(cfg),
         }
         atomic_write_text(output_dir / "report.json", json.dumps(report, indent=2) + "\n")
         atomic_write_text(output_dir / "report.md", report_markdown(report))
+        counts = {name: {"problems": m["problems"], "samples": m["samples"]} for name, m in results[main.label].items()}
         manifest = {
-            **header("evaluate", cfg, input_dir),
-            "counts": {name: {"problems": m["problems"], "samples": m["samples"]} for name, m in results.items()},
+            **header("evaluate", cfg, input_dir),  # as given, so that stage.is_done agrees
+            "model": main.ref,
+            "counts": counts,
             "report": report,
         }
         return write_manifest(output_dir, manifest)
 
 
+def _evaluate_model(
+    cfg: EvaluateConfig,
+    subject: Subject,
+    benches: list[benchmarks.Benchmark],
+    rows: dict[str, list[dict[str, Any]]],
+    engine: Engine | None,
+) -> dict[str, Any]:
+    """One model on every benchmark; returns {benchmark: metrics}. An engine it starts is closed before it returns."""
+    _forget_retrained(subject)
+    own = None
+    results: dict[str, Any] = {}
+    try:
+        for bench in benches:
+            bdir = subject.out / bench.name
+            bdir.mkdir(parents=True, exist_ok=True)
+            problems = bdir / "problems.jsonl"
+            _write_problems(problems, rows[bench.name])
+            gcfg = _generate_config(cfg, subject.ref, bench, problems)
+            if engine is None and _needs_samples(gcfg, bdir / "samples", len(rows[bench.name])):
+                engine = own = generate.start_engine(gcfg)
+            gen = generate.run(gcfg, None, bdir / "samples", engine=engine)
+            m = _score_benchmark(cfg, bench, bdir, {r["id"] for r in rows[bench.name]})
+            m["published"] = benchmarks.published_for(bench, subject.published_as)
+            m["published_cons"] = benchmarks.published_for(bench, subject.published_as, cons=True)
+            m["last_run_samples"] = gen.get("last_run", {}).get("samples", 0)
+            if bench.note:
+                m["note"] = bench.note
+            results[bench.name] = m
+            log.info("evaluate: %s %s pass@1 %.3f (%d problems)", subject.label, bench.name, m["pass@1"], m["problems"])
+    finally:
+        if own is not None:
+            own.close()
+    return results
+
+
+def _score_benchmark(cfg: EvaluateConfig, bench: benchmarks.Benchmark, bdir: Path, wanted: set[str]) -> dict[str, Any]:
+    """Grade the wanted samples on disk into scored.jsonl and return the benchmark's metrics.
+
+    Only what this config asks for is scored: a folder reused with a smaller limit or n keeps its other samples."""
+    records = sorted(
+        (r for r in iter_records(bdir / "samples") if r["row"] in wanted and r["k"] < cfg.n),
+        key=lambda r: (r["row"], r["k"]),
+    )
+    with Grader(math_timeout_s=cfg.math_timeout_s, workers=cfg.workers, lenient_think=cfg.lenient_think) as grader:
+        scored = score(records, grader)
+        equal = None
+        if bench.domain in MATH_DOMAINS and cfg.n > 1:
+            by_row: dict[str, list[str | None]] = defaultdict(list)
+            for rec in scored:
+                by_row[rec["row"]].append(rec["grade"].get("extracted"))
+            equal = pool_equivalence(grader.math, by_row.values())
+        write_jsonl_atomic(bdir / "scored.jsonl", scored)
+        return bench_metrics(scored, bench.domain, cfg.n, cfg.ks, equal)
+
+
 def _needs_samples(gcfg: generate.GenerateConfig, samples_dir: Path, problems: int) -> bool:
-    """True unless the samples folder already holds a finished generate run of all wanted samples."""
+    """False when the samples folder holds a finished generate run of all wanted samples by this very model and
+    sampling (wherever its problems file was): then no engine is started. Only a saving: generate itself draws
+    whatever is missing."""
     m = read_manifest(samples_dir)
-    return not (m and m.get("config_hash") == config_hash(gcfg) and m["counts"]["samples"] == problems * gcfg.n)
+    return not (
+        m
+        and m.get("content_hash") == generate.content_hash(gcfg, generate.teacher_model(gcfg))
+        and m["counts"] == {"prompts": problems, "n": gcfg.n, "samples": problems * gcfg.n}
+    )
 
 
 def summary(manifest: dict[str, Any]) -> str:
-    """One line per benchmark a person reads at the end of a run."""
+    """One part per benchmark and model, for a person to read at the end of a run."""
+    report = manifest.get("report", {})
     parts = []
-    for name, m in manifest.get("report", {}).get("benchmarks", {}).items():
+    for name, label, m in _rows(report) if report else []:
         lo, hi = m["pass@1_ci95"]
         cons = "".join(f", {k} {100 * v:.1f}" for k, v in m.items() if k.startswith("cons@"))
         parts.append(
-            f"{name}: pass@1 {100 * m['pass@1']:.1f} (95% CI {100 * lo:.1f}-{100 * hi:.1f}){cons}, "
+            f"{name} ({label}): pass@1 {100 * m['pass@1']:.1f} (95% CI {100 * lo:.1f}-{100 * hi:.1f}){cons}, "
             f"truncated {100 * m['truncation_rate']:.1f}% over {m['problems']} problems x n={m['n']}"
         )
     return "; ".join(parts) or "no report"
@@ -373,7 +578,7 @@ def _benchmark_list(text: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     flags = {
-        "--model": ("evaluate.model", str, "the model to evaluate (path, Hub id or bundled:NAME)"),
+        "--model": ("evaluate.model", str, "the model (path, Hub id or bundled:NAME; default: the run's student)"),
         "--benchmarks": ("evaluate.benchmarks", _benchmark_list, "comma-separated: " + ", ".join(benchmarks.names())),
         "--n": ("evaluate.n", int, "samples per problem"),
         "--limit": ("evaluate.limit", int, "at most this many problems per benchmark"),

@@ -13,9 +13,7 @@ the newest complete checkpoint in OUTPUT/checkpoints.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -32,7 +30,6 @@ log = logging.getLogger(__name__)
 
 # What R1-distill SFT needs unless the recipe says otherwise: loss on the assistant turn (reasoning, answer, EOS).
 TRL_DEFAULTS = {"assistant_only_loss": True, "save_steps": 500, "save_total_limit": 2}
-STATE = "r1distill-run.json"  # in OUTPUT/checkpoints: which config and input the checkpoints belong to
 
 
 @dataclass
@@ -116,24 +113,6 @@ def _generation_config(student: str):
         return None
 
 
-def _check_resume(output_dir: Path, run_key: dict[str, Any], force: bool) -> None:
-    """Checkpoints made with another config or input must not be resumed; --force starts over."""
-    ckpts = output_dir / training.CHECKPOINTS
-    state = ckpts / STATE
-    if force and training.is_main_process():
-        shutil.rmtree(ckpts, ignore_errors=True)
-        (output_dir / "manifest.json").unlink(missing_ok=True)
-    elif state.exists() and json.loads(state.read_text()) != run_key:
-        raise StageError(
-            f"{output_dir}: its checkpoints come from another sft config or dataset; use another --output or "
-            "--force to start over"
-        )
-    training.barrier()
-    if training.is_main_process():
-        ckpts.mkdir(parents=True, exist_ok=True)
-        state.write_text(json.dumps(run_key))
-
-
 @dataclass
 class Prepared:
     """A ready trainer and what the final save and the manifest need to know about it."""
@@ -165,7 +144,7 @@ def prepare(cfg: SFTStageConfig, input_dir: Path | None, output_dir: Path, force
     if evaluation is not None and args.eval_strategy == "no":
         evaluation = None  # it would be tokenised for nothing
     run_key = {"config_hash": config_hash(cfg), "input_hash": manifest_hash(input_dir) if input_dir else None}
-    _check_resume(output_dir, run_key, force)
+    training.check_resume(output_dir, run_key, force, "sft")
 
     trainer_cls, extra = SFTTrainer, {}
     if cfg.kd:

@@ -7,6 +7,7 @@ and `main(argv)`. `main` is `stage_main(...)`, so `r1distill <name>` and `python
 from __future__ import annotations
 
 import argparse
+import importlib
 import inspect
 import logging
 import sys
@@ -114,8 +115,15 @@ def stage_main(
     return 0
 
 
+def upstream(recipe: Recipe, stage: str) -> str | None:
+    """The run-dir folder a stage reads; a stage module may choose it with `upstream(recipe)` (evaluate: the student,
+    RUN_DIR/rl when the recipe has rl, else RUN_DIR/sft)."""
+    hook = getattr(importlib.import_module(f"r1distill.{stage}"), "upstream", None)
+    return hook(recipe) if hook else UPSTREAM.get(stage)
+
+
 def resolve_dirs(recipe: Recipe, stage: str, input_dir: str | None, output_dir: str | None) -> tuple[Path | None, Path]:
-    upstream = UPSTREAM.get(stage)
-    inp = Path(input_dir) if input_dir else (recipe.run_dir / upstream if upstream else None)
+    up = upstream(recipe, stage)
+    inp = Path(input_dir) if input_dir else (recipe.run_dir / up if up else None)
     out = Path(output_dir) if output_dir else recipe.run_dir / stage
     return inp, out

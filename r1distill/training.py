@@ -116,6 +116,27 @@ def last_checkpoint(output_dir: Path) -> str | None:
     return None
 
 
+RUN_KEY = "r1distill-run.json"  # in OUTPUT/checkpoints: which config and input the checkpoints belong to
+
+
+def check_resume(output_dir: Path, run_key: dict[str, Any], force: bool, stage: str) -> None:
+    """Checkpoints made with another config or input must not be resumed; `force` starts over (rank 0 clears)."""
+    ckpts = Path(output_dir) / CHECKPOINTS
+    state = ckpts / RUN_KEY
+    if force and is_main_process():
+        shutil.rmtree(ckpts, ignore_errors=True)
+        (Path(output_dir) / "manifest.json").unlink(missing_ok=True)
+    elif state.exists() and json.loads(state.read_text()) != run_key:
+        raise StageError(
+            f"{output_dir}: its checkpoints come from another {stage} config or input; use another --output or "
+            "--force to start over"
+        )
+    barrier()
+    if is_main_process():
+        ckpts.mkdir(parents=True, exist_ok=True)
+        state.write_text(json.dumps(run_key))
+
+
 def rank() -> int:
     return int(os.environ.get("RANK", "0"))
 

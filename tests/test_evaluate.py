@@ -57,8 +57,11 @@ def test_end_to_end_report(evaluated):
     env = report["environment"]
     assert env["versions"]["vllm"] and env["dtype"] == "bfloat16" and env["seed"] == 0 and env["cpu_count"]
     md = (out / "report.md").read_text()
-    assert "| gsm8k | 6 |" in md and "| arith | 6 |" in md and "pass@2 " in md
-    assert "gsm8k: pass@1" in evaluate.summary(manifest)
+    assert "| gsm8k | model | 6 |" in md and "| arith | model | 6 |" in md and "pass@2 " in md
+    # n=2: cons@2 is marked as not comparable with the published cons@64, and the short max_tokens is called out
+    assert "| cons@2 † |" in md and "not like-with-like" in md and "max_tokens 64 < the published 32768" in md
+    assert report["cons_like_published"] is False and report["baselines"] == {}
+    assert "gsm8k (model): pass@1" in evaluate.summary(manifest)
 
 
 def test_rerun_regenerates_nothing_and_reports_the_same(evaluated, shared_dir, vllm_engine):
@@ -84,7 +87,7 @@ def test_published_numbers_in_markdown_for_r1_models():
     report = {"model": "DeepSeek-R1-Distill-Qwen-7B", "n": 1, "benchmarks": {"aime24": m}}
     report["environment"] = evaluate.environment(evaluate.EvaluateConfig())
     md = evaluate.report_markdown(report)
-    assert "| aime24 | 1 | 100.0 | 100.0-100.0 | 55.5 | - | 83.3 | - |" in md
+    assert "| aime24 | model | 1 | 100.0 | 100.0-100.0 | 55.5 | - | 83.3 | - |" in md
 
 
 def test_cli_rejects_unknown_benchmark_before_any_model_loads(tmp_path, capsys):

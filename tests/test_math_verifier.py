@@ -195,17 +195,3 @@ def test_lenient_think_grades_a_stopped_unclosed_think_block():
         assert [g.reason for g in grader.grade([sample("stop"), sample("length")])] == ["correct", "truncated"]
     with Grader() as grader:
         assert grader.grade([sample("stop")])[0].reason == "no_answer"  # R1 practice: no </think>, no answer
-
-
-def test_reward_function_for_trl():
-    from r1distill.verifiers import reward_function
-
-    with Grader() as grader:
-        reward = reward_function(grader)
-        completions = [
-            "<think>\n6*7</think>\n\n\\boxed{42}",
-            [{"role": "assistant", "content": "<think>\nhm</think>\n\nThe answer is 41."}],
-            "```python\nprint(int(input()) + 1)\n```",
-        ]
-        references = ["42", "42", {"tests": [{"input": "1\n", "output": "2\n", "testtype": "stdin"}]}]
-        assert reward(completions, reference=references, domain=["math", "math", "code"]) == [1.0, 0.0, 1.0]

@@ -3,11 +3,11 @@
 - `answer`: the one answer parser (final answer after `</think>`, `\\boxed{}`, choices, code blocks).
 - `math`: math-verify in worker processes with a hard per-item deadline.
 - `sandbox` + `code`: model-written programs run contained against stdin/stdout or assertion tests.
-- `grader.Grader`: dispatch by the sample's domain; returns `base.Grade` objects. `reward_function(grader)` wraps
-  it as a TRL reward for rl; evaluate calls `Grader.grade` (or `grade_samples`) on its samples.
+- `grader.Grader`: dispatch by the sample's domain; returns `base.Grade` objects. rl's accuracy reward
+  (`r1distill.rewards`) and evaluate call `Grader.grade` (or `grade_samples`) on their samples.
 """
 
 from r1distill.verifiers.base import Grade
-from r1distill.verifiers.grader import Grader, grade_samples, reward_function
+from r1distill.verifiers.grader import Grader, grade_samples
 
-__all__ = ["Grade", "Grader", "grade_samples", "reward_function"]
+__all__ = ["Grade", "Grader", "grade_samples"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from r1distill.records import Sample, parse_completion
@@ -126,30 +126,3 @@ def grade_samples(samples: Sequence[Sample | dict[str, Any]], **grader_kwargs: A
     """Grade once with a throwaway `Grader` (convenient for evaluation scripts; reuse a Grader in loops)."""
     with Grader(**grader_kwargs) as grader:
         return grader.grade(samples)
-
-
-def _completion_text(completion: Any) -> str:
-    """TRL passes plain strings, or for chat data a list of messages whose last one is the assistant's."""
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
-        return str(completion[-1].get("content", ""))
-    return str(completion)
-
-
-def reward_function(grader: Grader, domain: str = "math") -> Callable[..., list[float]]:
-    """A TRL `GRPOTrainer` reward: 1.0 for a correct completion, else 0.0, graded by `grader`.
-
-    The dataset needs a `reference` column and may have a `domain` column (else `domain` applies to every row); TRL
-    hands columns to reward functions as keyword lists, one value per completion.
-    """
-
-    def correctness_reward(completions: list[Any], reference: list[Any], **columns: Any) -> list[float]:
-        domains = columns.get("domain") or [domain] * len(completions)
-        samples = [
-            Sample(f"rl/{i}/0", "rl", str(i), 0, d, "", [], ref, _completion_text(c), {"finish_reason": "stop"})
-            for i, (c, ref, d) in enumerate(zip(completions, reference, domains, strict=True))
-        ]
-        return [g.reward for g in grader.grade(samples)]
-
-    return correctness_reward

@@ -1,0 +1,162 @@
+"""evaluate's default subject is the run's trained student (RUN_DIR/rl or RUN_DIR/sft), with baselines such as the
+teacher evaluated the same way beside it. Until sft.py lands, the "student" is the bundled teacher's files in a
+RUN_DIR/sft folder with a manifest written last, as a finished sft stage leaves it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from r1distill import evaluate, stage
+from r1distill.config import Recipe, config_hash
+from r1distill.shards import StageError, manifest_hash, read_manifest, write_manifest
+
+ENGINE_KWARGS = {"dtype": "bfloat16", "max_model_len": 1024, "enforce_eager": True}  # as conftest's shared engine
+
+
+def make_student(folder: Path, teacher_dir: Path, **fields) -> Path:
+    """A finished training output: the model's files (linked, not copied: 270 MB), then manifest.json last."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in teacher_dir.iterdir():
+        if not f.name.startswith(".") and not (folder / f.name).exists():
+            (folder / f.name).symlink_to(f)
+    write_manifest(folder, {"stage": folder.name, "base_model": "bundled:smollm2", **fields})
+    return folder
+
+
+def _cfg(**kw) -> evaluate.EvaluateConfig:
+    base = dict(benchmarks=["arith"], n=2, limit=4, sampling={"max_tokens": 32}, vllm=dict(ENGINE_KWARGS), ks=[1, 2])
+    return evaluate.EvaluateConfig(**{**base, **kw})
+
+
+def test_upstream_is_the_trained_student_unless_a_model_is_named():
+    assert evaluate.upstream(Recipe(None, {"sft": {}, "evaluate": {}})) == "sft"
+    assert evaluate.upstream(Recipe(None, {"sft": {}, "rl": {}, "evaluate": {}})) == "rl"
+    assert evaluate.upstream(Recipe(None, {"evaluate": None})) == "sft"
+    assert evaluate.upstream(Recipe(None, {"rl": {}, "evaluate": {"model": "bundled:smollm2"}})) is None
+
+
+def test_stage_resolves_evaluate_input_to_the_student(tmp_path):
+    recipe = Recipe(None, {"run_dir": str(tmp_path), "sft": {}, "rl": {}, "evaluate": {}})
+    inp, out = stage.resolve_dirs(recipe, "evaluate", None, None)
+    if inp is None:
+        pytest.skip("stage.resolve_dirs does not consult evaluate.upstream yet (the lead's stage.py change)")
+    assert inp == tmp_path / "rl" and out == tmp_path / "evaluate"
+    recipe = Recipe(None, {"run_dir": str(tmp_path), "sft": {}, "evaluate": {"model": "bundled:smollm2"}})
+    assert stage.resolve_dirs(recipe, "evaluate", None, None)[0] is None
+
+
+def test_missing_or_unfinished_student_is_refused_before_any_engine(tmp_path, teacher_dir):
+    out = tmp_path / "evaluate"
+    with pytest.raises(StageError, match="evaluate.model: not set"):
+        evaluate.run(_cfg(), None, out)
+    with pytest.raises(StageError, match="no trained student at .*sft"):
+        evaluate.run(_cfg(), tmp_path / "sft", out)
+    sft = make_student(tmp_path / "sft", teacher_dir)
+    (sft / "manifest.json").unlink()  # weights on disk, no manifest: a run killed before it finished
+    with pytest.raises(StageError, match="has no manifest.json; its training did not finish"):
+        evaluate.run(_cfg(), sft, out)
+    (sft / "checkpoints" / "checkpoint-2").mkdir(parents=True)
+    with pytest.raises(StageError, match="unfinished training run"):
+        evaluate.run(_cfg(), sft, out)
+    with pytest.raises(StageError, match="evaluate.model: .* unfinished training run"):
+        evaluate.run(_cfg(model=str(sft)), None, out)
+    with pytest.raises(StageError, match="evaluate.baselines.base: .* unfinished training run"):
+        evaluate.run(_cfg(model="bundled:smollm2", baselines={"base": str(sft)}), None, out)
+    assert read_manifest(out) is None
+
+
+def test_bad_baseline_label_and_unknown_published_model(tmp_path):
+    with pytest.raises(StageError, match="evaluate.baselines.a/b: a label names a folder"):
+        evaluate.run(_cfg(model="bundled:smollm2", baselines={"a/b": "bundled:smollm2"}), None, tmp_path)
+    with pytest.raises(StageError, match="evaluate.published_model: 'Qwen-7B' has no published numbers"):
+        evaluate.run(_cfg(model="bundled:smollm2", published_model="Qwen-7B"), None, tmp_path)
+
+
+def test_a_retrained_model_folder_changes_the_config_hash(tmp_path, teacher_dir):
+    student = make_student(tmp_path / "sft", teacher_dir, created="first")
+    cfg = _cfg(model=str(student), baselines={"teacher": "bundled:smollm2"})
+    before = config_hash(cfg)
+    assert config_hash(_cfg(model=str(student), baselines={"teacher": "bundled:smollm2"})) == before
+    write_manifest(student, {"stage": "sft", "created": "second"})
+    assert config_hash(cfg) != before
+
+
+def _metrics(pass1: float) -> dict:
+    m = evaluate.bench_metrics(
+        [
+            {"row": "a", "k": k, "meta": {"finish_reason": "stop"}, "grade": {"correct": k == 0, "reason": "x"}}
+            for k in range(2)
+        ],
+        "math",
+        2,
+        [1],
+    )
+    return {**m, "pass@1": pass1, "published": 55.5, "published_cons": 83.3}
+
+
+@pytest.mark.parametrize("n", [4, 64])
+def test_cons_beside_published_cons64_is_marked_unless_n_is_64(n):
+    report = {
+        "model": "runs/x/sft",
+        "label": "student",
+        "n": n,
+        "benchmarks": {"aime24": _metrics(0.25)},
+        "baselines": {"teacher": {"model": "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", "benchmarks": {}}},
+        "caveats": evaluate.caveats(evaluate.EvaluateConfig(n=n)),
+        "environment": evaluate.environment(evaluate.EvaluateConfig()),
+    }
+    report["baselines"]["teacher"]["benchmarks"]["aime24"] = _metrics(0.5)
+    md = evaluate.report_markdown(report)
+    rows = [line for line in md.splitlines() if line.startswith("| aime24 |")]
+    assert [r.split(" | ")[1] for r in rows] == ["student", "teacher"]  # side by side, the evaluated model first
+    assert "| 25.0 |" in rows[0] and "| 50.0 |" in rows[1]
+    if n == 64:  # R1's own protocol: nothing to mark
+        assert "†" not in md and report["caveats"] == []
+    else:
+        assert f"| cons@{n} † |" in md and all("†" in r.split(" | ")[6] for r in rows)
+        assert any("not like-with-like" in c for c in report["caveats"]) and "Caveats:" in md
+
+
+def test_caveats_name_short_answers_and_other_sampling():
+    text = " ".join(evaluate.caveats(evaluate.EvaluateConfig(n=64, sampling={"max_tokens": 512, "temperature": 1.0})))
+    assert "max_tokens 512 < the published 32768" in text and "temperature 1.0" in text and "cons@" not in text
+
+
+@pytest.mark.slow
+def test_student_beside_teacher_then_a_retrained_student_is_evaluated_again(tmp_path, teacher_dir, vllm_engine):
+    run_dir = tmp_path / "run"
+    student = make_student(run_dir / "sft", teacher_dir, created="first training")
+    out = run_dir / "evaluate"
+    cfg = _cfg(baselines={"teacher": "bundled:smollm2"})
+    engines = {"teacher": vllm_engine}  # the shared engine holds the same weights as both models here
+    manifest = evaluate.run(cfg, student, out, engine=vllm_engine, engines=engines)
+    report = json.loads((out / "report.json").read_text())
+    assert report == manifest["report"] and report["label"] == "student" and report["model"] == str(student)
+    assert manifest["input_hash"] == manifest_hash(student) and stage.is_done(out, cfg, student)
+    ours, theirs = report["benchmarks"]["arith"], report["baselines"]["teacher"]["benchmarks"]["arith"]
+    assert ours["problems"] == theirs["problems"] == 4 and ours["samples"] == theirs["samples"] == 8
+    assert ours["last_run_samples"] == theirs["last_run_samples"] == 8
+    scored = {
+        who: [json.loads(line) for line in (folder / "arith" / "scored.jsonl").read_text().splitlines()]
+        for who, folder in (("student", out), ("teacher", out / "baselines" / "teacher"))
+    }
+    assert [s["id"] for s in scored["student"]] == [s["id"] for s in scored["teacher"]]
+    for key in ("messages", "reference"):  # the same protocol: same prompts, references, sampling and seeds
+        assert [s[key] for s in scored["student"]] == [s[key] for s in scored["teacher"]]
+    assert [s["meta"]["sampling"] for s in scored["student"]] == [s["meta"]["sampling"] for s in scored["teacher"]]
+    md = (out / "report.md").read_text()
+    assert "| arith | student | 4 |" in md and "| arith | teacher | 4 |" in md and f"student = {student}" in md
+    assert "arith (student): pass@1" in evaluate.summary(manifest) and "arith (teacher)" in evaluate.summary(manifest)
+
+    # retraining rewrites the student's folder and its manifest: the stage is no longer done, and the student's
+    # old samples (same path, other weights) are drawn again while the teacher's are reused
+    write_manifest(student, {"stage": "sft", "created": "second training"})
+    assert not stage.is_done(out, cfg, student)
+    again = evaluate.run(cfg, student, out, engine=vllm_engine, engines=engines)
+    assert again["input_hash"] == manifest_hash(student)
+    assert again["report"]["benchmarks"]["arith"]["last_run_samples"] == 8
+    assert again["report"]["baselines"]["teacher"]["benchmarks"]["arith"]["last_run_samples"] == 0
+    assert not list(out.rglob("*.tmp"))
