@@ -14,6 +14,7 @@ export TOKENIZERS_PARALLELISM := false
 
 quickstart: $(STAMP)
 	$(BIN)/r1distill run pipelines/quickstart.yaml
+	$(BIN)/r1distill report runs/quickstart
 
 test: $(STAMP) system-deps
 	$(BIN)/ruff check r1distill tests
@@ -27,6 +28,7 @@ bench: $(STAMP) system-deps
 	$(BIN)/python tests/perf/bench_http.py
 	$(BIN)/python tests/perf/bench_verify.py
 	$(BIN)/python tests/perf/bench_filter.py
+	$(BIN)/python tests/perf/bench_sft.py
 
 install: $(STAMP)
 
@@ -41,6 +43,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -c "import vllm, trl, deepspeed, torch; assert torch.__version__.startswith('2.13.0')"
 	touch $@
 
-# System packages the tests use (bubblewrap sandbox, Slurm); root with apt only, skipped elsewhere.
+# System packages the tests use (bubblewrap sandbox, Slurm, chromium for the report page); root with apt only, skipped
+# elsewhere.
 system-deps:
-	@bash tests/setup_system.sh bubblewrap slurm-wlm munge
+	@bash tests/setup_system.sh bubblewrap slurm-wlm munge chromium

@@ -16,6 +16,7 @@ COMMANDS = {
     "evaluate": "pass@1 / cons@k with confidence intervals on benchmarks",
     "run": "run every stage of a recipe in order, skipping finished ones",
     "submit": "render and submit a stage as a Slurm job",
+    "report": "one HTML page per run: funnel, lengths, training curves, eval vs published",
 }
 
 

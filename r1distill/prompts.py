@@ -144,14 +144,17 @@ def load_source(src: SourceConfig, where: str = "generate.sources", limit: int |
     return prompts
 
 
-def load_prompts(sources: list[SourceConfig], limit: int | None = None) -> list[Prompt]:
+def load_prompts(
+    sources: list[SourceConfig], limit: int | None = None, where: str = "generate.sources"
+) -> list[Prompt]:
+    """Every prompt of every source, in order; errors name `where[i]` (the recipe field)."""
     if not sources:
-        raise StageError("generate.sources: no prompt source given; add at least one (path, hub or builtin)")
+        raise StageError(f"{where}: no prompt source given; add at least one (path, hub or builtin)")
     names = [s.name for s in sources]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
-        raise StageError(f"generate.sources: source name {sorted(dup)[0]!r} used twice; names prefix ids")
+        raise StageError(f"{where}: source name {sorted(dup)[0]!r} used twice; names prefix ids")
     out: list[Prompt] = []
     for i, src in enumerate(sources):
-        out.extend(load_source(src, f"generate.sources[{i}]", limit))
+        out.extend(load_source(src, f"{where}[{i}]", limit))
     return out

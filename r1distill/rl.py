@@ -29,7 +29,8 @@ from r1distill import generate, rewards, selection, training
 from r1distill.config import ConfigError, config_hash
 from r1distill.engines.base import Request, render_text
 from r1distill.models import load_tokenizer, resolve_model
-from r1distill.prompts import Prompt, SourceConfig, load_source
+from r1distill.prompts import Prompt, SourceConfig
+from r1distill.prompts import load_prompts as load_prompts_from
 from r1distill.rewards import DEFAULT_WEIGHTS
 from r1distill.selection import SelectionConfig
 from r1distill.shards import StageError, manifest_hash, read_manifest, write_manifest
@@ -87,13 +88,7 @@ def policy_model(cfg: RLStageConfig, input_dir: Path | None) -> str:
 
 def load_prompts(cfg: RLStageConfig) -> list[Prompt]:
     """Every prompt of `rl.sources`, validated (errors name rl.sources[i]); each needs a reference to be graded."""
-    if not cfg.sources:
-        raise StageError("rl.sources: no prompt source given; add one (path, hub or builtin) with an answer field")
-    names = [s.name for s in cfg.sources]
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise StageError(f"rl.sources: source name {dup[0]!r} used twice; names prefix ids")
-    prompts = [p for i, s in enumerate(cfg.sources) for p in load_source(s, f"rl.sources[{i}]", cfg.limit)]
+    prompts = load_prompts_from(cfg.sources, cfg.limit, "rl.sources")
     for i, src in enumerate(cfg.sources):
         if not src.answer_field:
             raise StageError(f"rl.sources[{i}].answer_field: RL needs a reference answer (or tests) for every prompt")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -55,6 +56,23 @@ def slurm():
     cluster = slurm_cluster.start()
     yield cluster
     slurm_cluster.stop(cluster)
+
+
+def run_quickstart(run_dir: Path) -> subprocess.CompletedProcess:
+    """The README's main job, `r1distill run pipelines/quickstart.yaml`, into `run_dir`."""
+    return subprocess.run(
+        [sys.executable, "-m", "r1distill", "run", "pipelines/quickstart.yaml", f"run_dir={run_dir}"],
+        cwd=REPO, capture_output=True, text=True, timeout=1200,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def quickstart_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """One real quickstart run per session (every stage, minutes on 2 cores), shared by the tests that read it."""
+    run_dir = tmp_path_factory.mktemp("quickstart") / "qs"
+    proc = run_quickstart(run_dir)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return run_dir, proc
 
 
 def python_cmd(*args: str) -> list[str]:

