@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from r1distill import evaluate
+from r1distill import eval_report, evaluate
 from r1distill.shards import read_manifest
 
 ENGINE_KWARGS = {"dtype": "bfloat16", "max_model_len": 1024, "enforce_eager": True}  # as conftest's shared engine
@@ -85,8 +85,8 @@ def test_published_numbers_in_markdown_for_r1_models():
     )
     m["published"], m["published_cons"] = 55.5, 83.3
     report = {"model": "DeepSeek-R1-Distill-Qwen-7B", "n": 1, "benchmarks": {"aime24": m}}
-    report["environment"] = evaluate.environment(evaluate.EvaluateConfig())
-    md = evaluate.report_markdown(report)
+    report["environment"] = eval_report.environment(evaluate.EvaluateConfig())
+    md = eval_report.report_markdown(report)
     assert "| aime24 | model | 1 | 100.0 | 100.0-100.0 | 55.5 | - | 83.3 | - |" in md
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from r1distill import evaluate, stage
+from r1distill import eval_report, evaluate, stage
 from r1distill.config import Recipe, config_hash
 from r1distill.shards import StageError, manifest_hash, read_manifest, write_manifest
 
@@ -105,11 +105,11 @@ def test_cons_beside_published_cons64_is_marked_unless_n_is_64(n):
         "n": n,
         "benchmarks": {"aime24": _metrics(0.25)},
         "baselines": {"teacher": {"model": "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", "benchmarks": {}}},
-        "caveats": evaluate.caveats(evaluate.EvaluateConfig(n=n)),
-        "environment": evaluate.environment(evaluate.EvaluateConfig()),
+        "caveats": eval_report.caveats(evaluate.EvaluateConfig(n=n)),
+        "environment": eval_report.environment(evaluate.EvaluateConfig()),
     }
     report["baselines"]["teacher"]["benchmarks"]["aime24"] = _metrics(0.5)
-    md = evaluate.report_markdown(report)
+    md = eval_report.report_markdown(report)
     rows = [line for line in md.splitlines() if line.startswith("| aime24 |")]
     assert [r.split(" | ")[1] for r in rows] == ["student", "teacher"]  # side by side, the evaluated model first
     assert "| 25.0 |" in rows[0] and "| 50.0 |" in rows[1]
@@ -121,7 +121,8 @@ def test_cons_beside_published_cons64_is_marked_unless_n_is_64(n):
 
 
 def test_caveats_name_short_answers_and_other_sampling():
-    text = " ".join(evaluate.caveats(evaluate.EvaluateConfig(n=64, sampling={"max_tokens": 512, "temperature": 1.0})))
+    cfg = evaluate.EvaluateConfig(n=64, sampling={"max_tokens": 512, "temperature": 1.0})
+    text = " ".join(eval_report.caveats(cfg))
     assert "max_tokens 512 < the published 32768" in text and "temperature 1.0" in text and "cons@" not in text
 
 
