@@ -81,11 +81,13 @@ def load_splits(cfg: SFTStageConfig, input_dir: Path | None) -> tuple[Any, Any, 
     return splits["train"], splits.get("validation"), desc
 
 
-def _trainable(split):
-    """Keep only what TRL trains on; build's bookkeeping columns (problem, meta, ...) would confuse its collator."""
+def _trainable(split, kd: bool):
+    """Keep only what TRL trains on; build's bookkeeping columns (problem, ...) would confuse its collator. KD also
+    keeps `meta`, which points each row at its teacher's logprob sidecar."""
     if split is None:
         return None
-    return split.select_columns([c for c in ("messages", "id") if c in split.column_names])
+    keep = ("messages", "id", "meta") if kd else ("messages", "id")
+    return split.select_columns([c for c in keep if c in split.column_names])
 
 
 def prepare_tokenizer(cfg: SFTStageConfig, student: str, args, first_row: list[dict] | None, gen_config=None):
@@ -140,7 +142,7 @@ def prepare(cfg: SFTStageConfig, input_dir: Path | None, output_dir: Path, force
     if not len(train):
         raise StageError(f"sft: {described['dataset']} has no training rows")
     tok = prepare_tokenizer(cfg, student, args, train[0]["messages"], _generation_config(student))
-    train, evaluation = _trainable(train), _trainable(evaluation)
+    train, evaluation = _trainable(train, bool(cfg.kd)), _trainable(evaluation, bool(cfg.kd))
     if evaluation is not None and args.eval_strategy == "no":
         evaluation = None  # it would be tokenised for nothing
     run_key = {"config_hash": config_hash(cfg), "input_hash": manifest_hash(input_dir) if input_dir else None}
@@ -199,7 +201,19 @@ def _train_summary(trainer, wall: float, resume: str | None) -> dict[str, Any]:
         "train_tokens_per_s": round(tokens / wall, 1) if wall > 0 and tokens else None,
         "resumed_from": resume,
         "world_size": trainer.args.world_size,
+        **_kd_summary(trainer),
     }
+
+
+def _kd_summary(trainer) -> dict[str, Any]:
+    """With soft labels: the share of trained tokens that had teacher data (offline), and the last mixed losses."""
+    kd = getattr(trainer, "kd", None)
+    if kd is None:
+        return {}
+    last = next((e for e in reversed(trainer.state.log_history) if "soft_loss" in e), {})
+    aligned = getattr(kd.offline, "aligned_fraction", None) if kd.offline is not None else None
+    return {"kd": {"source": kd.config.source, "aligned_fraction": aligned,
+                   **{k: last[k] for k in ("hard_loss", "soft_loss", "kd_loss") if k in last}}}  # fmt: skip
 
 
 def _fix_generation_config(output_dir: Path, tok) -> None:
