@@ -103,8 +103,10 @@ def main() -> None:
         print(f"{r:>5} {side:<6} {wall:>8.2f} {tokens:>8} {tokens / wall:>8.1f} {total:>13.2f}")
     speed = {s: sum(t for _, side, _, t, _ in rows if side == s) / sum(w for _, side, w, _, _ in rows if side == s)
              for s in ("plain", "ours")}  # fmt: skip
-    print(f"plain SFTTrainer {speed['plain']:.1f} tok/s, r1distill sft {speed['ours']:.1f} tok/s: "
-          f"ratio {speed['ours'] / speed['plain']:.3f} (target >= 0.97)")
+    print(
+        f"plain SFTTrainer {speed['plain']:.1f} tok/s, r1distill sft {speed['ours']:.1f} tok/s: "
+        f"ratio {speed['ours'] / speed['plain']:.3f} (target >= 0.97)"
+    )
 
 
 if __name__ == "__main__":
