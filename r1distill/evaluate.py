@@ -304,6 +304,13 @@ def bench_metrics(
     return out
 
 
+def validate(cfg: EvaluateConfig) -> None:
+    """Checks that need no model and no data (`r1distill run --dry-run`): engine, sampling, benchmark names."""
+    generate.check_engine(cfg.engine, cfg.http, {**generate.R1_SAMPLING, **cfg.sampling}, "evaluate")
+    for name in cfg.benchmarks:
+        benchmarks.get(name)
+
+
 def run(
     cfg: EvaluateConfig,
     input_dir: Path | None,

@@ -239,6 +239,16 @@ def _policy_sha(cfg: FilterConfig) -> str:
     return sha256_file(cfg.policy)[:16] if Path(cfg.policy).exists() else ""
 
 
+def validate(cfg: FilterConfig) -> None:
+    """Builds every check of the policy without data (`r1distill run --dry-run`): unknown names and parameters fail."""
+    quiet = logging.getLogger("r1distill.checks.length")
+    level, quiet.level = quiet.level, logging.WARNING  # "no tokenizer": it is attached only at run time
+    try:
+        load_policy(cfg.policy, cfg.overrides)
+    finally:
+        quiet.setLevel(level)
+
+
 def run(cfg: FilterConfig, input_dir: Path | None, output_dir: Path, force: bool = False) -> dict[str, Any]:
     """Filter `input_dir` (a finished stage folder of Samples) into `output_dir`; returns the manifest."""
     if input_dir is None:

@@ -124,7 +124,7 @@ def start_engine(cfg: GenerateConfig, model: str | None = None) -> Engine:
         raise StageError(str(e)) from None
 
 
-def _check_sampling(sampling: dict[str, Any]) -> None:
+def _check_sampling(sampling: dict[str, Any], where: str = "generate") -> None:
     try:
         from vllm import SamplingParams
     except ImportError:
@@ -132,9 +132,24 @@ def _check_sampling(sampling: dict[str, Any]) -> None:
     try:
         SamplingParams(**sampling)
     except TypeError as e:
-        raise StageError(f"generate.sampling: {e} (keys go to vllm.SamplingParams)") from None
+        raise StageError(f"{where}.sampling: {e} (keys go to vllm.SamplingParams)") from None
     except ValueError as e:
-        raise StageError(f"generate.sampling: {e}") from None
+        raise StageError(f"{where}.sampling: {e}") from None
+
+
+def check_engine(engine: str, http: HTTPSettings | None, sampling: dict[str, Any], where: str) -> None:
+    """The engine settings checks that need no model, for `r1distill run --dry-run`. Sampling keys are checked as
+    vLLM's SamplingParams for every engine there (what a vLLM server takes too), so a typo shows before the run."""
+    if engine not in ENGINES:
+        raise StageError(f"{where}.engine: unknown engine {engine!r}; available: {', '.join(ENGINES)}")
+    if engine == "openai" and http is None:
+        raise StageError(f"{where}.http: the openai engine needs http.base_urls")
+    _check_sampling(sampling, where)
+
+
+def validate(cfg: GenerateConfig) -> None:
+    """Checks that need no model and no data (`r1distill run --dry-run`)."""
+    check_engine(cfg.engine, cfg.http, sampling_params(cfg), "generate")
 
 
 def _resume_state(output_dir: Path, chash: str) -> set[str]:

@@ -100,7 +100,7 @@ def _convert_gguf(src_dir: Path, gguf_file: str, out: Path) -> None:
     tok.save_pretrained(out)
 
 
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def resolve_model(name: str, tokenizer_only: bool = False) -> str:
@@ -119,7 +119,7 @@ def resolve_model(name: str, tokenizer_only: bool = False) -> str:
                 f"{what} {name!r}: folder has no {' or '.join(wanted)}; point at a Hugging Face {what} folder"
             )
         return str(path)
-    if name.startswith((".", "/", "~")) or not _HUB_ID.match(name):
+    if name.startswith((".", "/", "~")) or not HUB_ID.match(name):
         raise StageError(f"model {name!r}: no such folder; give an existing model folder, a Hub id, or {BUNDLED!r}")
     if os.environ.get("HF_HUB_OFFLINE") == "1":
         from huggingface_hub import try_to_load_from_cache

@@ -150,6 +150,7 @@ def validate(cfg: RLStageConfig) -> None:
 
     if "reward_weights" in cfg.trl:
         raise ConfigError("rl.trl.reward_weights: give the weights in rl.rewards (name: weight)")
+    training.validate(cfg, "rl", GRPOConfig)
     default = GRPOConfig.__dataclass_fields__["max_completion_length"].default
     rewards.check(cfg.rewards, "rl.rewards", max_tokens=cfg.trl.get("max_completion_length", default))
 

@@ -10,11 +10,9 @@ tokens and GPU-hours (r1distill.estimate).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib
 import json
 import logging
-import re
 import sys
 import time
 from pathlib import Path
@@ -111,75 +109,16 @@ def _dry_run(recipe, steps: list[dict], args) -> int:
 
 
 def _validate(step: dict) -> None:
-    """Checks a dataclass cannot make, done offline: names the upstream libraries and our registries know."""
-    stage, cfg = step["stage"], step["cfg"]
-    if stage in ("generate", "evaluate"):
-        from r1distill.engines import ENGINES
-        from r1distill.generate import R1_SAMPLING
-
-        if cfg.engine not in ENGINES:
-            raise ConfigError(f"{stage}.engine: unknown engine {cfg.engine!r}; available: {', '.join(ENGINES)}")
-        if cfg.engine == "openai" and cfg.http is None:
-            raise ConfigError(f"{stage}.http: the openai engine needs http.base_urls")
-        try:
-            from vllm import SamplingParams
-        except ImportError:
-            SamplingParams = None
-        if SamplingParams is not None:
-            try:
-                SamplingParams(**{**R1_SAMPLING, **cfg.sampling})
-            except (TypeError, ValueError) as e:
-                raise ConfigError(f"{stage}.sampling: {e} (keys go to vllm.SamplingParams)") from None
-    if stage == "evaluate":
-        from r1distill import benchmarks
-
-        for name in cfg.benchmarks:
-            benchmarks.get(name)
-    if stage == "filter":
-        from r1distill.checks.policy import load_policy
-
-        quiet = logging.getLogger("r1distill.checks.length")
-        level, quiet.level = quiet.level, logging.WARNING  # "no tokenizer": it is attached only at run time
-        try:
-            load_policy(cfg.policy, cfg.overrides)  # builds every check: unknown names and parameters fail here
-        finally:
-            quiet.setLevel(level)
-    if stage in ("sft", "rl"):
-        from r1distill import training
-
-        training.deepspeed_config(getattr(cfg, "deepspeed", None), f"{stage}.deepspeed")
-        _check_keys(
-            cfg.trl, _trl_fields(stage), f"{stage}.trl", "trl." + ("SFTConfig" if stage == "sft" else "GRPOConfig")
-        )
-        if getattr(cfg, "peft", None):
-            import peft
-
-            _check_keys(cfg.peft, {f.name for f in dataclasses.fields(peft.LoraConfig)}, f"{stage}.peft", "LoraConfig")
-        template = getattr(cfg, "chat_template", None)
-        if template and not Path(template).exists() and not (TEMPLATES / f"{template}.jinja").exists():
-            names = ", ".join(sorted(p.stem for p in TEMPLATES.glob("*.jinja")))
-            raise ConfigError(f"{stage}.chat_template: no template named {template!r}; shipped: {names}")
-
-
-TEMPLATES = Path(__file__).parent / "templates"
-
-
-def _trl_fields(stage: str) -> set[str]:
-    import trl
-
-    cls = trl.SFTConfig if stage == "sft" else trl.GRPOConfig
-    return {f.name for f in dataclasses.fields(cls)}
-
-
-def _check_keys(given: dict, valid: set[str], where: str, what: str) -> None:
-    unknown = sorted(set(given) - valid)
-    if unknown:
-        raise ConfigError(f"{where}: unknown {what} argument {unknown[0]!r} (passed to {what} untouched)")
+    """A stage's own offline checks beyond its dataclass (`validate(cfg)` in its module: names the upstream
+    libraries and our registries know), run without a model, data or the network."""
+    check = getattr(step["module"], "validate", None)
+    if check:
+        check(step["cfg"])
 
 
 def _model_state(ref: str | None, run_dir: Path) -> str:
     """Whether a model reference can be loaded here, found without loading it or asking the Hub."""
-    from r1distill.models import BUNDLED, bundled_ready
+    from r1distill.models import BUNDLED, HUB_ID, bundled_ready
 
     if not ref:
         return "-"
@@ -190,7 +129,7 @@ def _model_state(ref: str | None, run_dir: Path) -> str:
         return f"{ref} (local folder)"
     if path.resolve().is_relative_to(run_dir.resolve()):
         return f"{ref} (made by this run)"
-    if re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", ref):
+    if HUB_ID.match(ref):
         from huggingface_hub import try_to_load_from_cache
 
         cached = isinstance(try_to_load_from_cache(ref, "config.json"), str) or isinstance(

@@ -50,6 +50,17 @@ class SFTStageConfig:
 Config = SFTStageConfig
 
 
+def validate(cfg: SFTStageConfig) -> None:
+    """Checks that need no model and no data (`r1distill run --dry-run`): ZeRO config, TRL/LoRA keys, template."""
+    from trl import SFTConfig
+
+    from r1distill import preflight
+
+    training.validate(cfg, "sft", SFTConfig)
+    if cfg.chat_template:
+        preflight.template_path(cfg.chat_template, "sft.chat_template")
+
+
 def load_splits(cfg: SFTStageConfig, input_dir: Path | None) -> tuple[Any, Any, dict[str, Any]]:
     """(train, validation or None, description) from the build folder or `cfg.dataset`."""
     import datasets

@@ -59,10 +59,7 @@ def trainer_args(cls: type, trl: dict[str, Any], output_dir: Path, deepspeed: st
     `defaults` apply unless the recipe sets the key. An unknown key is a one-line error naming it: the recipe's
     `trl:` section is TRL's own argument set, passed through, never mirrored.
     """
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(trl) - fields)
-    if unknown:
-        raise ConfigError(f"{where}: unknown {cls.__name__} argument {unknown[0]!r} (see TRL's {cls.__name__} docs)")
+    check_keys(cls, trl, where)
     kwargs = {"report_to": "none", "logging_steps": 1, "save_strategy": "steps", **defaults, **trl}
     kwargs["output_dir"] = str(output_dir / CHECKPOINTS)
     if deepspeed:
@@ -81,6 +78,24 @@ def trainer_args(cls: type, trl: dict[str, Any], output_dir: Path, deepspeed: st
         return cls(**kwargs)
     except (ValueError, TypeError) as e:
         raise ConfigError(f"{where}: {cls.__name__} refused the settings: {e}") from None
+
+
+def check_keys(cls: type, given: dict[str, Any], where: str) -> None:
+    """Settings passed to an upstream dataclass (SFTConfig, GRPOConfig, LoraConfig) must be its fields."""
+    unknown = sorted(set(given) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise ConfigError(f"{where}: unknown {cls.__name__} argument {unknown[0]!r} (see the {cls.__name__} docs)")
+
+
+def validate(cfg: Any, stage: str, trl_cls: type) -> None:
+    """What sft and rl can check without a model (also for `r1distill run --dry-run`): the ZeRO config, and that
+    `trl:` and `peft:` hold only their classes' fields."""
+    from peft import LoraConfig
+
+    deepspeed_config(cfg.deepspeed, f"{stage}.deepspeed")
+    check_keys(trl_cls, cfg.trl, f"{stage}.trl")
+    if cfg.peft:
+        check_keys(LoraConfig, cfg.peft, f"{stage}.peft")
 
 
 def lora_config(peft: dict[str, Any] | None, where: str):

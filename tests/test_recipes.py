@@ -112,8 +112,8 @@ def test_a_hub_source_without_limit_is_not_guessed(tmp_path):
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("sft.trl.learning_rat=1e-5", "sft.trl: unknown trl.SFTConfig argument 'learning_rat'"),
-        ("sft.chat_template=qwen3_think_nope", "sft.chat_template: no template named 'qwen3_think_nope'"),
+        ("sft.trl.learning_rat=1e-5", "sft.trl: unknown SFTConfig argument 'learning_rat'"),
+        ("sft.chat_template=qwen3_think_nope", "sft.chat_template: unknown chat template 'qwen3_think_nope'"),
         ("sft.deepspeed=zero9", "'zero9' is neither a shipped config"),
         ("evaluate.benchmarks=[aime42]", "unknown benchmark 'aime42'"),
         ("generate.sampling.temprature=0.6", "generate.sampling"),
