@@ -5,6 +5,14 @@ from __future__ import annotations
 import importlib
 import sys
 
+from r1distill.core.registry import STAGES
+
+# Commands that are not stages of the pipeline (those come from the registry, in pipeline order).
+TOOLS = {
+    "run": "r1distill.pipeline.run",
+    "submit": "r1distill.cluster.submit",
+    "report": "r1distill.report.page",
+}
 COMMANDS = {
     "generate": "teacher writes <think> answers to prompts (vLLM)",
     "verify": "grade each answer against its reference; rejection sampling",
@@ -36,14 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS:
         print(f"r1distill: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
         return 2
-    try:
-        module = importlib.import_module(f"r1distill.{command}")
-    except ModuleNotFoundError as e:
-        if e.name != f"r1distill.{command}":
-            raise
-        print(f"r1distill: the {command!r} stage is not part of this release yet", file=sys.stderr)
-        return 2
-    return module.main(rest)
+    return importlib.import_module(STAGES.get(command) or TOOLS[command]).main(rest)
 
 
 if __name__ == "__main__":

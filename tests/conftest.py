@@ -30,7 +30,7 @@ def shared_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def teacher_dir() -> Path:
-    from r1distill.models import default_teacher
+    from r1distill.core.models import default_teacher
 
     return default_teacher()
 
@@ -38,7 +38,7 @@ def teacher_dir() -> Path:
 @pytest.fixture(scope="session")
 def vllm_engine(teacher_dir):
     """One in-process vLLM engine on the bundled teacher, shared by the tests that need a live teacher."""
-    from r1distill.engines.vllm_local import VLLMEngine
+    from r1distill.generate.engines.vllm_local import VLLMEngine
 
     engine = VLLMEngine(str(teacher_dir), ENGINE_KWARGS)
     yield engine

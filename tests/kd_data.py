@@ -1,7 +1,7 @@
 """A real generate folder with teacher top-k sidecars, made with transformers on the bundled SmolLM2 teacher.
 
 Why not the vLLM engine: a test needs a handful of short samples, and the CPU engine costs 30-60 s to start on the
-shared cores, while the format (`r1distill.logprobs.encode` into a `ShardWriter` sidecar, `meta.logprobs` in the
+shared cores; the format (`r1distill.generate.logprobs.encode` into a `ShardWriter` sidecar, `meta.logprobs` in the
 record) is the contract either way. The teacher samples its reasoning freely (temperature 1, so the text follows its
 own distribution); the closing `</think>` and a short answer are then appended, as every kept sample has them, and
 one forward pass over the whole completion gives the teacher's distribution at every completion token.
@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from r1distill.build import to_row
-from r1distill.logprobs import encode
-from r1distill.problems import arithmetic
-from r1distill.records import Sample, sample_id
-from r1distill.shards import ShardWriter, write_manifest
+from r1distill.build.stage import to_row
+from r1distill.core.records import Sample, sample_id
+from r1distill.core.store import ShardWriter, write_manifest
+from r1distill.generate.logprobs import encode
+from r1distill.generate.problems import arithmetic
 
 PREFILL = "<think>\n"
 
@@ -98,7 +98,7 @@ def tiny_student(teacher_dir: Path, out_dir: Path, seed: int = 0) -> Path:
     """A random-init Qwen2-style student with the teacher's tokenizer and a `{% generation %}` ChatML template."""
     from transformers import AutoTokenizer
 
-    from r1distill.models import CHATML_THINK_TEMPLATE, build_tiny_model
+    from r1distill.core.models import CHATML_THINK_TEMPLATE, build_tiny_model
 
     path = build_tiny_model(out_dir, arch="qwen2", tokenizer_dir=teacher_dir, seed=seed)
     tok = AutoTokenizer.from_pretrained(path)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from r1distill.build import assistant_content
-from r1distill.problems import arithmetic
+from r1distill.build.stage import assistant_content
+from r1distill.generate.problems import arithmetic
 
 
 def rows(count: int, seed: int = 0, system: str | None = None) -> list[dict]:

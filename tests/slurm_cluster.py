@@ -174,7 +174,7 @@ def wait(job_ids: list[str], timeout: float, until: set[str] = TERMINAL) -> dict
     Past `timeout` the jobs are cancelled and the test fails with their states."""
     import pytest
 
-    from r1distill.slurm import job_states, scancel
+    from r1distill.cluster.slurm import job_states, scancel
 
     deadline = time.monotonic() + timeout
     while True:

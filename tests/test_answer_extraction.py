@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from r1distill.verifiers.answer import (
+from r1distill.grading.answer import (
     extract_answer,
     extract_choice,
     extract_code,

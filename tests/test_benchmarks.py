@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from r1distill import benchmarks
-from r1distill.records import Sample
-from r1distill.shards import StageError
-from r1distill.verifiers.answer import reference_answer
-from r1distill.verifiers.grader import Grader
+from r1distill.core.records import Sample
+from r1distill.core.store import StageError
+from r1distill.evaluate import benchmarks
+from r1distill.grading.answer import reference_answer
+from r1distill.grading.grader import Grader
 
 
 def _sample(bench: str, domain: str, row: dict, answer_text: str) -> Sample:
@@ -64,7 +64,7 @@ def test_missing_local_file_is_a_clear_error(tmp_path):
 
 
 def test_builtin_arith_is_held_out_from_generate_default_seed():
-    from r1distill.problems import arithmetic
+    from r1distill.generate.problems import arithmetic
 
     rows = benchmarks.get("arith").rows(None)
     assert len(rows) == 32

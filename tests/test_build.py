@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from r1distill import build
-from r1distill.build import BuildConfig, MixSource, assistant_content, mix_counts, prompt_key
-from r1distill.records import Sample
-from r1distill.shards import ShardWriter, StageError, read_manifest, write_manifest
+from r1distill.build import stage as build
+from r1distill.build.stage import BuildConfig, MixSource, assistant_content, mix_counts, prompt_key
+from r1distill.core.records import Sample
+from r1distill.core.store import ShardWriter, StageError, read_manifest, write_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / "runs" / "quickstart" / "generate"
@@ -61,7 +61,7 @@ def make_kept(folder: Path, samples: list[Sample], manifest: dict | None = None)
 
 @pytest.fixture(scope="module")
 def tiny_student(tmp_path_factory) -> Path:
-    from r1distill.models import build_tiny_model
+    from r1distill.core.models import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("student") / "qwen2", "qwen2")
 
@@ -320,8 +320,8 @@ publish:                            # needs the network and a write token (HF_TO
 
 def test_quickstart_recipe_sections_parse(tmp_path):
     """The `build:` and `publish:` YAML proposed for pipelines/quickstart.yaml is valid for these stages."""
-    from r1distill.config import load_recipe
-    from r1distill.publish import PublishConfig
+    from r1distill.build.publish import PublishConfig
+    from r1distill.core.config import load_recipe
 
     path = tmp_path / "quickstart.yaml"
     path.write_text((REPO / "pipelines" / "quickstart.yaml").read_text() + BUILD_SNIPPET + PUBLISH_SNIPPET)

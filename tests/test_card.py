@@ -13,10 +13,10 @@ import yaml
 from huggingface_hub import DatasetCard, DatasetCardData
 from test_build import make_kept, make_sample
 
-from r1distill import build
-from r1distill.build import BuildConfig
-from r1distill.card import SIZE_CATEGORIES, length_stats, size_category, table
-from r1distill.shards import ShardWriter, read_manifest, write_manifest
+from r1distill.build import stage as build
+from r1distill.build.card import SIZE_CATEGORIES, length_stats, size_category, table
+from r1distill.build.stage import BuildConfig
+from r1distill.core.store import ShardWriter, read_manifest, write_manifest
 
 # The Hub's accepted values for the fields the card sets (huggingface.co/docs/hub/datasets-cards).
 HUB_SIZE_CATEGORIES = {label for _, label in SIZE_CATEGORIES} | {"n>1T", "n>1B"}

@@ -1,8 +1,8 @@
 """code_block and long_paragraph: pass and drop cases, and the per-domain scoping of a policy."""
 
-from r1distill.checks import build_check
-from r1distill.checks.policy import build_policy
-from r1distill.checks.testing import sample
+from r1distill.filter.checks import build_check
+from r1distill.filter.checks.policy import build_policy
+from r1distill.testing.samples import sample
 
 MATH_REASONING = """We need x such that 2x + 3 = 11.
 Subtract 3 from both sides: 2x = 8.

@@ -2,9 +2,9 @@
 
 import pytest
 
-from r1distill.checks import build_check
-from r1distill.checks.testing import sample
-from r1distill.config import ConfigError
+from r1distill.core.config import ConfigError
+from r1distill.filter.checks import build_check
+from r1distill.testing.samples import sample
 
 
 def reason(check: str, s, **params) -> str:

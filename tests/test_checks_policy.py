@@ -5,9 +5,9 @@ import textwrap
 
 import pytest
 
-from r1distill.checks.policy import load_policy
-from r1distill.checks.testing import sample
-from r1distill.config import ConfigError
+from r1distill.core.config import ConfigError
+from r1distill.filter.checks.policy import load_policy
+from r1distill.testing.samples import sample
 
 
 def write(tmp_path, text: str):
@@ -33,7 +33,7 @@ def test_users_own_check_by_dotted_path(tmp_path, monkeypatch):
     (tmp_path / "my_checks.py").write_text(
         textwrap.dedent(
             """
-            from r1distill.records import Verdict
+            from r1distill.core.records import Verdict
 
             def no_word(*, word):
                 def check(sample):

@@ -2,8 +2,8 @@
 
 import random
 
-from r1distill.checks import build_check
-from r1distill.checks.testing import sample
+from r1distill.filter.checks import build_check
+from r1distill.testing.samples import sample
 
 
 def prose(n_sentences: int, seed: int = 0) -> str:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from r1distill.verifiers.code import fn_name_from_starter, grade_code, grade_code_many, parse_reference, run_tests
-from r1distill.verifiers.sandbox import Limits, isolation_level
+from r1distill.grading.code import fn_name_from_starter, grade_code, grade_code_many, parse_reference, run_tests
+from r1distill.grading.sandbox import Limits, isolation_level
 
 LIMITS = Limits(timeout_s=10, memory_mb=512)
 # Wraps the tested function so that every result is off (number + 1, text + "x", flipped bool, ...): a broken variant.

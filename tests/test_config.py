@@ -2,8 +2,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from r1distill.config import ConfigError, config_hash, load_recipe
-from r1distill.generate import GenerateConfig
+from r1distill.core.config import ConfigError, config_hash, load_recipe
+from r1distill.generate.stage import GenerateConfig
 
 
 def write(tmp_path, text, name="r.yaml"):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from r1distill.decontam import Benchmark, Decontaminator
+from r1distill.filter.decontam import Benchmark, Decontaminator
 
 BENCH = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
 pytestmark = pytest.mark.skipif(not (BENCH / "math500.jsonl").exists(), reason=f"benchmark files absent: {BENCH}")
@@ -71,7 +71,7 @@ def test_clean_problems_survive(decontaminator):
 
 
 def test_gsm8k_style_field_and_missing_file(tmp_path):
-    from r1distill.shards import StageError
+    from r1distill.core.store import StageError
 
     path = tmp_path / "bench.jsonl"
     path.write_text(

@@ -4,7 +4,7 @@ import random
 
 import numpy as np
 
-from r1distill.dedup import Deduplicator, LSHIndex, MinHasher, exact_key, lsh_params
+from r1distill.filter.dedup import Deduplicator, LSHIndex, MinHasher, exact_key, lsh_params
 
 
 def text(seed: int, n: int = 200) -> str:

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from r1distill import eval_report, evaluate
-from r1distill.shards import read_manifest
+from r1distill.core.store import read_manifest
+from r1distill.evaluate import report as eval_report
+from r1distill.evaluate import stage as evaluate
 
 ENGINE_KWARGS = {"dtype": "bfloat16", "max_model_len": 1024, "enforce_eager": True}  # as conftest's shared engine
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import datasets
 import pytest
 
-from r1distill import benchmarks
-from r1distill.records import Sample
-from r1distill.verifiers.grader import Grader
+from r1distill.core.records import Sample
+from r1distill.evaluate import benchmarks
+from r1distill.grading.grader import Grader
 
 S, I64 = datasets.Value("string"), datasets.Value("int64")
 

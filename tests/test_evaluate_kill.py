@@ -12,9 +12,9 @@ import time
 import pytest
 from test_generate_kill import kill_group
 
-from r1distill import evaluate
-from r1distill.config import load_recipe
-from r1distill.shards import iter_records, read_manifest
+from r1distill.core.config import load_recipe
+from r1distill.core.store import iter_records, read_manifest
+from r1distill.evaluate import stage as evaluate
 
 pytestmark = pytest.mark.slow
 

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from r1distill import eval_report, evaluate, stage
-from r1distill.config import Recipe, config_hash
-from r1distill.shards import StageError, manifest_hash, read_manifest, write_manifest
+from r1distill.core import stage
+from r1distill.core.config import Recipe, config_hash
+from r1distill.core.store import StageError, manifest_hash, read_manifest, write_manifest
+from r1distill.evaluate import report as eval_report
+from r1distill.evaluate import stage as evaluate
 
 ENGINE_KWARGS = {"dtype": "bfloat16", "max_model_len": 1024, "enforce_eager": True}  # as conftest's shared engine
 

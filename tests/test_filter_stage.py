@@ -6,9 +6,9 @@ import textwrap
 
 import pytest
 
-from r1distill import filter as filter_stage
-from r1distill.checks.testing import sample
-from r1distill.shards import ShardWriter, iter_records, read_manifest, write_manifest
+from r1distill.core.store import ShardWriter, iter_records, read_manifest, write_manifest
+from r1distill.filter import stage as filter_stage
+from r1distill.testing.samples import sample
 
 BENCH_PROBLEM = "Let ABCD be a rhombus whose diagonals intersect at the origin and whose vertices lie on a hyperbola."
 

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from r1distill.engines import Request
-from r1distill.generate import GenerateConfig, run
-from r1distill.prompts import SourceConfig
-from r1distill.shards import StageError, iter_records, read_manifest
+from r1distill.core.store import StageError, iter_records, read_manifest
+from r1distill.generate.engines import Request
+from r1distill.generate.prompts import SourceConfig
+from r1distill.generate.stage import GenerateConfig, run
 
 pytestmark = pytest.mark.slow
 
@@ -132,7 +132,7 @@ def test_merge_names_the_missing_shard(tmp_path, vllm_engine):
 
 
 def test_shard_spec_is_validated():
-    from r1distill.sharding import parse_shard
+    from r1distill.cluster.sharding import parse_shard
 
     assert parse_shard("2/8") == (2, 8)
     for bad in ("8/8", "a/2", "1", "-1/3"):

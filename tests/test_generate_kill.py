@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from r1distill.shards import iter_records, read_manifest
+from r1distill.core.store import iter_records, read_manifest
 
 pytestmark = pytest.mark.slow
 

@@ -12,11 +12,11 @@ from collections import Counter
 import pytest
 from aiohttp import web
 
-from r1distill.engines import Request
-from r1distill.engines.openai_http import HTTPSettings, OpenAIEngine
-from r1distill.generate import GenerateConfig, run
-from r1distill.prompts import SourceConfig
-from r1distill.shards import StageError, iter_records, read_manifest
+from r1distill.core.store import StageError, iter_records, read_manifest
+from r1distill.generate.engines import Request
+from r1distill.generate.engines.openai_http import HTTPSettings, OpenAIEngine
+from r1distill.generate.prompts import SourceConfig
+from r1distill.generate.stage import GenerateConfig, run
 
 SECRET = "sk-test-0123456789-do-not-leak"
 

@@ -1,13 +1,13 @@
-"""The distillation loss (r1distill/kd/loss.py) against exact formulas on random logits."""
+"""The distillation loss (r1distill/train/kd/loss.py) against exact formulas on random logits."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from r1distill.config import ConfigError
-from r1distill.kd import parse
-from r1distill.kd.loss import RENORMALIZE, TAIL, full_kl, mix, topk_kl
+from r1distill.core.config import ConfigError
+from r1distill.train.kd import parse
+from r1distill.train.kd.loss import RENORMALIZE, TAIL, full_kl, mix, topk_kl
 
 V = 50
 

@@ -13,11 +13,12 @@ from kd_data import teacher_run, tiny_student
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import SFTConfig, SFTTrainer
 
-from r1distill import kd, logprobs
-from r1distill.config import ConfigError
-from r1distill.kd import align
-from r1distill.kd.loss import full_kl, topk_kl
-from r1distill.models import build_tiny_model
+from r1distill.core.config import ConfigError
+from r1distill.core.models import build_tiny_model
+from r1distill.generate import logprobs
+from r1distill.train import kd
+from r1distill.train.kd import align
+from r1distill.train.kd.loss import full_kl, topk_kl
 
 K = 20
 
@@ -51,7 +52,7 @@ def build_dir(run):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from r1distill.shards import write_manifest
+    from r1distill.core.store import write_manifest
 
     build = run["root"] / "build"
     if not (build / "manifest.json").exists():
@@ -171,9 +172,9 @@ def test_a_missing_generate_folder_is_named(run, tmp_path):
 
 
 def test_sft_stage_with_a_kd_section(run):
-    """Through `r1distill.sft.run`: RUN_DIR/build in, the sidecars found in RUN_DIR/generate, a finished model out."""
-    from r1distill.sft import SFTStageConfig
-    from r1distill.sft import run as sft_run
+    """Through `r1distill.train.sft.run`: RUN_DIR/build in, sidecars from RUN_DIR/generate, a model out."""
+    from r1distill.train.sft import SFTStageConfig
+    from r1distill.train.sft import run as sft_run
 
     build = build_dir(run)
     trl = {"max_steps": 2, "per_device_train_batch_size": 4, "packing": True, "max_length": 256, "save_steps": 1}

@@ -1,7 +1,7 @@
 """language_mix: English, Chinese, zh/en mixed at sentence and paragraph level, LaTeX, code, same-script languages."""
 
-from r1distill.checks import build_check
-from r1distill.checks.testing import sample
+from r1distill.filter.checks import build_check
+from r1distill.testing.samples import sample
 
 EN_PROMPT = "Find the number of positive integers n less than 100 such that n squared plus one is divisible by five."
 EN_REASONING = """Okay, let me think about this problem. We want n^2 + 1 to be divisible by 5.

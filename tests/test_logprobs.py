@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from r1distill.logprobs import LogprobStore, bytes_per_token, decode, encode, read
-from r1distill.shards import ShardWriter, iter_records, recover
+from r1distill.core.store import ShardWriter, iter_records, recover
+from r1distill.generate.logprobs import LogprobStore, bytes_per_token, decode, encode, read
 
 
 def test_encode_decode_roundtrip_and_size():
@@ -36,8 +36,8 @@ def test_sidecar_survives_a_kill_and_points_stay_valid(tmp_path):
 
 @pytest.mark.slow
 def test_generate_captures_teacher_logprobs(tmp_path, vllm_engine):
-    from r1distill.generate import GenerateConfig, run
-    from r1distill.prompts import SourceConfig
+    from r1distill.generate.prompts import SourceConfig
+    from r1distill.generate.stage import GenerateConfig, run
 
     cfg = GenerateConfig(
         sources=[SourceConfig(name="a", builtin="arithmetic", count=3)],

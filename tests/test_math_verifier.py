@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from r1distill.records import Sample
-from r1distill.verifiers import Grader
-from r1distill.verifiers.answer import extract_answer, last_boxed, reference_answer
-from r1distill.verifiers.math import MathPool, math_equal
+from r1distill.core.records import Sample
+from r1distill.grading import Grader
+from r1distill.grading.answer import extract_answer, last_boxed, reference_answer
+from r1distill.grading.math import MathPool, math_equal
 
 
 def _rows(shared_dir, name):

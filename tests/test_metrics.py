@@ -6,8 +6,8 @@ from math import comb
 
 import pytest
 
-from r1distill import metrics
-from r1distill.evaluate import _equal, bench_metrics
+from r1distill.evaluate import metrics
+from r1distill.evaluate.stage import _equal, bench_metrics
 
 
 @pytest.mark.parametrize(
@@ -97,8 +97,8 @@ def test_bench_metrics_aggregates_per_problem():
 
 
 def test_pool_equivalence_votes_like_the_math_verifier():
-    from r1distill.evaluate import pool_equivalence
-    from r1distill.verifiers.math import MathPool
+    from r1distill.evaluate.stage import pool_equivalence
+    from r1distill.grading.math import MathPool
 
     with MathPool(workers=1) as pool:
         equal = pool_equivalence(pool, [["1/2", "0.5", "3", None], ["\\frac{1}{2}", "0.5"]])

@@ -7,7 +7,7 @@ import pytest
 
 @pytest.fixture(scope="module")
 def tiny_qwen(tmp_path_factory):
-    from r1distill.models import build_tiny_model
+    from r1distill.core.models import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "qwen2", arch="qwen2")
 
@@ -47,7 +47,7 @@ def test_tiny_model_trains_a_step(tmp_path, arch):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from r1distill.models import build_tiny_model
+    from r1distill.core.models import build_tiny_model
 
     path = build_tiny_model(tmp_path / arch, arch=arch)
     tok = AutoTokenizer.from_pretrained(path)
@@ -60,7 +60,7 @@ def test_tiny_model_trains_a_step(tmp_path, arch):
     assert torch.isfinite(loss) and any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
 
 
-CONVERT = "from r1distill.models import default_teacher; print(default_teacher())"
+CONVERT = "from r1distill.core.models import default_teacher; print(default_teacher())"
 
 
 @pytest.mark.slow
@@ -87,8 +87,8 @@ def test_two_processes_converting_at_once_agree(tmp_path):
 
 
 def test_model_reference_errors(tmp_path):
-    from r1distill.models import resolve_model
-    from r1distill.shards import StageError
+    from r1distill.core.models import resolve_model
+    from r1distill.core.store import StageError
 
     with pytest.raises(StageError, match="no such folder"):
         resolve_model(str(tmp_path / "nope"))

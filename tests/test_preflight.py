@@ -9,9 +9,9 @@ import logging
 import pytest
 from transformers import AutoTokenizer, GenerationConfig
 
-from r1distill import preflight
-from r1distill.config import ConfigError
-from r1distill.shards import StageError
+from r1distill.core.config import ConfigError
+from r1distill.core.store import StageError
+from r1distill.train import preflight
 
 ANSWER = "<think>\nLet me compute. 12 + 30 = 42.\n</think>\n\nThe answer is \\boxed{42}."
 ROW = [
@@ -55,7 +55,7 @@ LLAMA3_SPECIALS = ["<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
-    from r1distill.models import build_tiny_model
+    from r1distill.core.models import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("preflight") / "qwen2", arch="qwen2")
 
@@ -114,7 +114,7 @@ def test_bundled_chatml_without_markers_is_replaced_and_then_passes(teacher_dir,
     smol = AutoTokenizer.from_pretrained(teacher_dir)
     with pytest.raises(ValueError):
         get_training_chat_template(smol)
-    with caplog.at_level(logging.WARNING, logger="r1distill.preflight"):
+    with caplog.at_level(logging.WARNING, logger="r1distill.train.preflight"):
         preflight.prepare_tokenizer(smol, None, "sft.chat_template")
     assert smol.chat_template == preflight.load_template("chatml_think")
     assert "replaced by the shipped 'chatml_think'" in caplog.text
@@ -201,7 +201,7 @@ def test_preflight_mask_is_the_mask_trl_trains(tmp_path, tiny_dir, teacher_dir):
     from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
 
-    from r1distill.models import build_tiny_model
+    from r1distill.core.models import build_tiny_model
 
     args = SFTConfig(output_dir=str(tmp_path), use_cpu=True, report_to=[], assistant_only_loss=True, max_steps=0)
     for path in (tiny_dir, build_tiny_model(tmp_path / "smol", tokenizer_dir=teacher_dir)):

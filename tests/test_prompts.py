@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from r1distill.prompts import SourceConfig, load_prompts, load_source
-from r1distill.shards import StageError
+from r1distill.core.store import StageError
+from r1distill.generate.prompts import SourceConfig, load_prompts, load_source
 
 
 def jsonl(tmp_path, rows, name="p.jsonl"):

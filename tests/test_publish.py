@@ -23,10 +23,11 @@ from pathlib import Path
 import pytest
 from test_build import make_kept, make_sample
 
-from r1distill import build, publish
-from r1distill.build import BuildConfig
-from r1distill.publish import PublishConfig, Remote, decide
-from r1distill.shards import StageError, read_manifest
+from r1distill.build import publish
+from r1distill.build import stage as build
+from r1distill.build.publish import PublishConfig, Remote, decide
+from r1distill.build.stage import BuildConfig
+from r1distill.core.store import StageError, read_manifest
 
 TOKEN = "hf_NotARealTokenButSecret0123456789"
 
@@ -60,7 +61,7 @@ def cli(tmp_path: Path, build_dir: Path, env: dict[str, str], *args: str) -> sub
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}
     clean["HF_HOME"] = str(tmp_path / "hf-home")  # no stored login from this machine
     return subprocess.run(
-        [sys.executable, "-m", "r1distill.publish", "-c", str(recipe), "-i", str(build_dir), *args],
+        [sys.executable, "-m", "r1distill.build.publish", "-c", str(recipe), "-i", str(build_dir), *args],
         capture_output=True,
         text=True,
         env={**clean, **env},

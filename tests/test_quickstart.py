@@ -7,8 +7,8 @@ import pytest
 from conftest import run_quickstart
 from test_build import check_rows_equal_samples, load
 
-from r1distill.records import Sample
-from r1distill.shards import iter_records, manifest_hash, read_manifest
+from r1distill.core.records import Sample
+from r1distill.core.store import iter_records, manifest_hash, read_manifest
 
 pytestmark = pytest.mark.slow
 

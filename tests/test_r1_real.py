@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from r1distill import filter as filter_stage
-from r1distill.checks.policy import load_policy
-from r1distill.records import Sample
-from r1distill.shards import ShardWriter, iter_records, write_manifest
+from r1distill.core.records import Sample
+from r1distill.core.store import ShardWriter, iter_records, write_manifest
+from r1distill.filter import stage as filter_stage
+from r1distill.filter.checks.policy import load_policy
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "r1_real" / "arena_hard_r1.jsonl"
 pytestmark = pytest.mark.skipif(not DATA.exists(), reason=f"real R1 outputs absent: {DATA}")

@@ -5,10 +5,10 @@ import dataclasses
 
 import pytest
 
-from r1distill.generate import GenerateConfig, run
-from r1distill.logprobs import LogprobStore
-from r1distill.prompts import SourceConfig
-from r1distill.shards import iter_records
+from r1distill.core.store import iter_records
+from r1distill.generate.logprobs import LogprobStore
+from r1distill.generate.prompts import SourceConfig
+from r1distill.generate.stage import GenerateConfig, run
 
 pytestmark = pytest.mark.slow
 

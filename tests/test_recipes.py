@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from r1distill import estimate, run
-from r1distill.config import load_recipe
+from r1distill.core.config import load_recipe
+from r1distill.pipeline import estimate, run
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = sorted((REPO / "pipelines").glob("*.yaml"))

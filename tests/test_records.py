@@ -1,4 +1,4 @@
-from r1distill.records import Sample, parse_completion, sample_id
+from r1distill.core.records import Sample, parse_completion, sample_id
 
 
 def test_parse_well_formed():

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from r1distill.config import load_recipe
-from r1distill.report import funnel_steps, write_report
-from r1distill.shards import StageError, read_manifest
+from r1distill.core.config import load_recipe
+from r1distill.core.store import StageError, read_manifest
+from r1distill.report.page import funnel_steps, write_report
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]

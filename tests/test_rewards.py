@@ -6,15 +6,15 @@ import doctest
 
 import pytest
 
-from r1distill import rewards
-from r1distill.checks.repetition import repetition
-from r1distill.config import ConfigError
-from r1distill.records import Sample
-from r1distill.rl import _reference
-from r1distill.shards import ShardWriter, iter_records, write_manifest
-from r1distill.verifiers.grader import Grader
-from r1distill.verify import MathConfig, PolicyConfig, VerifyConfig
-from r1distill.verify import run as verify_run
+from r1distill.core.config import ConfigError
+from r1distill.core.records import Sample
+from r1distill.core.store import ShardWriter, iter_records, write_manifest
+from r1distill.filter.checks.repetition import repetition
+from r1distill.grading.grader import Grader
+from r1distill.train import rewards
+from r1distill.train.rl import _reference
+from r1distill.verify.stage import MathConfig, PolicyConfig, VerifyConfig
+from r1distill.verify.stage import run as verify_run
 
 PREFILL = "<think>\n"
 STDIN_REF = {"tests": [{"input": "2 3\n", "output": "5\n", "testtype": "stdin"}]}
@@ -115,7 +115,9 @@ def test_build_weights_names_and_injected_settings():
     assert funcs[0](completions=["r\n</think>\nx"]) == [1.0]  # the prefill was bound
     assert funcs[1].keywords == {"cache_tokens": 8, "max_tokens": 32}
     # a user's own reward by dotted path, with its settings
-    (own,), (w,) = rewards.build({"r1distill.rewards:repetition_reward": {"weight": -1, "ngram": 2}}, "rl.rewards")
+    (own,), (w,) = rewards.build(
+        {"r1distill.train.rewards:repetition_reward": {"weight": -1, "ngram": 2}}, "rl.rewards"
+    )
     assert w == -1.0 and own(completions=["a b a b a b"]) == [-0.6]
 
 

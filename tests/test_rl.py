@@ -8,11 +8,11 @@ import shutil
 import pytest
 import yaml
 
-from r1distill import rl, selection
-from r1distill.config import ConfigError, from_dict
-from r1distill.models import build_tiny_model
-from r1distill.shards import StageError, read_manifest
-from r1distill.stage import is_done
+from r1distill.core.config import ConfigError, from_dict
+from r1distill.core.models import build_tiny_model
+from r1distill.core.stage import is_done
+from r1distill.core.store import StageError, read_manifest
+from r1distill.train import rl, selection
 
 REAL_REWARDS = ("accuracy_reward", "format_reward", "length_reward", "repetition_reward")
 

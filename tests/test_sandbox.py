@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from r1distill.verifiers.sandbox import Limits, isolation_level, run_python
+from r1distill.grading.sandbox import Limits, isolation_level, run_python
 
 REPO = Path(__file__).resolve().parents[1]
 LEVEL = isolation_level()

@@ -8,12 +8,12 @@ import time
 
 import pytest
 
-from r1distill import selection
-from r1distill.config import ConfigError, from_dict
-from r1distill.generate import GenerateConfig
-from r1distill.prompts import Prompt, SourceConfig, load_prompts
-from r1distill.shards import StageError, iter_records
-from r1distill.verifiers.grader import Grader
+from r1distill.core.config import ConfigError, from_dict
+from r1distill.core.store import StageError, iter_records
+from r1distill.generate.prompts import Prompt, SourceConfig, load_prompts
+from r1distill.generate.stage import GenerateConfig
+from r1distill.grading.grader import Grader
+from r1distill.train import selection
 
 # Five prompts, four samples each: 0, 1, 2, 3 and 4 of 4 correct.
 VERDICTS = [(f"s/{n}", k < n) for n in range(5) for k in range(4)]

@@ -10,9 +10,10 @@ import sft_data
 import torch
 import yaml
 
-from r1distill import sft, training
-from r1distill.models import build_tiny_model
-from r1distill.shards import StageError
+from r1distill.core.models import build_tiny_model
+from r1distill.core.store import StageError
+from r1distill.train import common as training
+from r1distill.train import sft
 
 pytestmark = pytest.mark.slow
 

@@ -16,8 +16,8 @@ import sft_data
 import torch
 import yaml
 
-from r1distill import training
-from r1distill.models import build_tiny_model
+from r1distill.core.models import build_tiny_model
+from r1distill.train import common as training
 
 pytestmark = pytest.mark.slow
 
@@ -51,7 +51,16 @@ def free_port() -> int:
 
 def accelerate(*argv: str) -> list[str]:
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--use_deepspeed", "--num_processes", "2"]
-    return [*launch, "--num_machines", "1", "--main_process_port", str(free_port()), "--module", "r1distill.sft", *argv]
+    return [
+        *launch,
+        "--num_machines",
+        "1",
+        "--main_process_port",
+        str(free_port()),
+        "--module",
+        "r1distill.train.sft",
+        *argv,
+    ]
 
 
 @pytest.mark.parametrize("stage", [2, 3])

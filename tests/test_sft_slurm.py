@@ -19,10 +19,10 @@ import yaml
 from slurm_cluster import wait
 from test_sft_launch import free_port
 
-from r1distill import training
-from r1distill.models import build_tiny_model
-from r1distill.slurm import scancel
-from r1distill.submit import main as submit_main
+from r1distill.cluster.slurm import scancel
+from r1distill.cluster.submit import main as submit_main
+from r1distill.core.models import build_tiny_model
+from r1distill.train import common as training
 
 pytestmark = pytest.mark.slow
 

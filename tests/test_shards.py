@@ -3,7 +3,7 @@ import multiprocessing as mp
 
 import pytest
 
-from r1distill.shards import (
+from r1distill.core.store import (
     ShardWriter,
     StageError,
     clear_manifest,

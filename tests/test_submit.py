@@ -11,8 +11,8 @@ import pytest
 import yaml
 from slurm_cluster import wait
 
-from r1distill.shards import iter_records, read_manifest
-from r1distill.submit import main
+from r1distill.cluster.submit import main
+from r1distill.core.store import iter_records, read_manifest
 
 
 def write_recipe(tmp_path: Path, slurm: dict | None = None, run_dir: str = "run", **generate) -> Path:
@@ -103,7 +103,7 @@ def test_sft_dry_run_launches_one_accelerate_per_node(tmp_path, capsys):
         '--machine_rank "$SLURM_NODEID"',
         '--main_process_ip "$MAIN_PROCESS_IP"',
         '--num_processes "$((SLURM_NNODES * 8))"',
-        f"--module r1distill.sft -c {recipe} sft.trl.learning_rate=1e-5'",
+        f"--module r1distill.train.sft -c {recipe} sft.trl.learning_rate=1e-5'",
     ):
         assert part in launch
 

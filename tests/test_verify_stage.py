@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from r1distill.config import ConfigError
-from r1distill.records import Sample
-from r1distill.shards import ShardWriter, StageError, iter_records, read_manifest, write_manifest
-from r1distill.stage import is_done
-from r1distill.verifiers.sandbox import isolation_level
-from r1distill.verify import MathConfig, PolicyConfig, VerifyConfig, main, run
+from r1distill.core.config import ConfigError
+from r1distill.core.records import Sample
+from r1distill.core.stage import is_done
+from r1distill.core.store import ShardWriter, StageError, iter_records, read_manifest, write_manifest
+from r1distill.grading.sandbox import isolation_level
+from r1distill.verify.stage import MathConfig, PolicyConfig, VerifyConfig, main, run
 
 STDIN_REF = {"tests": [{"input": "2 3\n", "output": "5\n", "testtype": "stdin"}]}
 

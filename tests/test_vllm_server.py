@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from vllm_server import VLLMServer
 
-from r1distill.engines import Request
-from r1distill.engines.openai_http import HTTPSettings, OpenAIEngine
-from r1distill.generate import GenerateConfig, run
-from r1distill.prompts import SourceConfig
-from r1distill.shards import iter_records, read_manifest
+from r1distill.core.store import iter_records, read_manifest
+from r1distill.generate.engines import Request
+from r1distill.generate.engines.openai_http import HTTPSettings, OpenAIEngine
+from r1distill.generate.prompts import SourceConfig
+from r1distill.generate.stage import GenerateConfig, run
 
 pytestmark = pytest.mark.slow
 

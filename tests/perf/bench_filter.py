@@ -23,10 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from r1distill import filter as filter_stage  # noqa: E402
-from r1distill.checks.policy import load_policy  # noqa: E402
-from r1distill.records import Sample  # noqa: E402
-from r1distill.shards import ShardWriter, write_manifest  # noqa: E402
+from r1distill.core.records import Sample  # noqa: E402
+from r1distill.core.store import ShardWriter, write_manifest  # noqa: E402
+from r1distill.filter import stage as filter_stage  # noqa: E402
+from r1distill.filter.checks.policy import load_policy  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 REAL = SHARED / "data" / "r1_real" / "arena_hard_r1.jsonl"

@@ -33,12 +33,12 @@ def main() -> None:
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
 
-    from r1distill.engines import Request
-    from r1distill.engines.vllm_local import VLLMEngine
-    from r1distill.generate import GenerateConfig, messages_for, run
-    from r1distill.models import default_teacher
-    from r1distill.prompts import SourceConfig, load_prompts
-    from r1distill.shards import iter_records
+    from r1distill.core.models import default_teacher
+    from r1distill.core.store import iter_records
+    from r1distill.generate.engines import Request
+    from r1distill.generate.engines.vllm_local import VLLMEngine
+    from r1distill.generate.prompts import SourceConfig, load_prompts
+    from r1distill.generate.stage import GenerateConfig, messages_for, run
 
     sampling = {"temperature": 0.6, "top_p": 0.95, "max_tokens": args.max_tokens, "ignore_eos": True}
     source = SourceConfig(name="arith", builtin="arithmetic", count=args.prompts)

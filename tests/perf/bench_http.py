@@ -45,9 +45,9 @@ def main() -> None:
 
     from vllm_server import VLLMServer
 
-    from r1distill.engines import Request
-    from r1distill.engines.openai_http import HTTPSettings, OpenAIEngine
-    from r1distill.models import default_teacher
+    from r1distill.core.models import default_teacher
+    from r1distill.generate.engines import Request
+    from r1distill.generate.engines.openai_http import HTTPSettings, OpenAIEngine
 
     sampling = {"temperature": 0.6, "top_p": 0.95, "max_tokens": args.max_tokens, "ignore_eos": True}
     msgs = [[{"role": "user", "content": f"What is {i} times {i + 3}?"}] for i in range(args.requests)]

@@ -38,7 +38,7 @@ def arm(name: str, work: Path, a) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
-    from r1distill import kd
+    from r1distill.train import kd
 
     rows = json.loads((work / "rows.json").read_text())
     tok = AutoTokenizer.from_pretrained(work / "student")
@@ -90,8 +90,8 @@ def main() -> None:
         return
     from kd_data import teacher_run, tiny_student
 
-    from r1distill.logprobs import bytes_per_token
-    from r1distill.models import default_teacher
+    from r1distill.core.models import default_teacher
+    from r1distill.generate.logprobs import bytes_per_token
 
     with tempfile.TemporaryDirectory(prefix="bench-kd-") as tmp:
         work = Path(tmp)

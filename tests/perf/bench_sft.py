@@ -27,7 +27,7 @@ def make_student(folder: Path, hidden: int, layers: int) -> Path:
     import torch
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
-    from r1distill.models import build_tokenizer
+    from r1distill.core.models import build_tokenizer
 
     tok = build_tokenizer(folder)
     torch.manual_seed(0)
@@ -59,7 +59,7 @@ def plain(student: Path, build: Path, out: Path, trl: dict) -> tuple[float, int]
 
 
 def ours(student: Path, build: Path, out: Path, trl: dict) -> tuple[float, int, float]:
-    from r1distill import sft
+    from r1distill.train import sft
 
     t0 = time.monotonic()
     manifest = sft.run(sft.Config(model=str(student), trl={**trl, "save_strategy": "no"}), build, out)

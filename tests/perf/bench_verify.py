@@ -16,10 +16,10 @@ import os
 import time
 from pathlib import Path
 
-from r1distill.verifiers.answer import last_boxed
-from r1distill.verifiers.code import grade_code_many
-from r1distill.verifiers.math import MathPool
-from r1distill.verifiers.sandbox import Limits, isolation_level
+from r1distill.grading.answer import last_boxed
+from r1distill.grading.code import grade_code_many
+from r1distill.grading.math import MathPool
+from r1distill.grading.sandbox import Limits, isolation_level
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "benchmarks"
 

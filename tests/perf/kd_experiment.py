@@ -33,11 +33,11 @@ from kd_data import teacher_run, tiny_student  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 from trl import SFTConfig, SFTTrainer  # noqa: E402
 
-import r1distill.kd.teacher  # noqa: E402, F401  (imported now: an edit mid-run cannot mix versions)
-import r1distill.kd.trainer  # noqa: E402, F401
-from r1distill import kd  # noqa: E402
-from r1distill.kd.loss import full_kl  # noqa: E402
-from r1distill.models import default_teacher  # noqa: E402
+import r1distill.train.kd.teacher  # noqa: E402, F401  (imported now: an edit mid-run cannot mix versions)
+import r1distill.train.kd.trainer  # noqa: E402, F401
+from r1distill.core.models import default_teacher  # noqa: E402
+from r1distill.train import kd  # noqa: E402
+from r1distill.train.kd.loss import full_kl  # noqa: E402
 
 
 @torch.no_grad()

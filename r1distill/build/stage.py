@@ -1,0 +1,453 @@
+"""build: kept samples -> a chat-format SFT dataset (parquet shards + dataset card) that TRL trains on.
+
+    r1distill build -c pipelines/quickstart.yaml          (the recipe's `build:` section; input RUN_DIR/filter)
+
+Each kept sample becomes one row whose `messages` are the prompt turns the teacher saw (plus `system_prompt` when
+set) and an assistant turn `<think>\\n{reasoning}\\n</think>\\n\\n{answer}`, split by the one completion parser.
+Several filter folders can be mixed by weight (`mix:`); train/validation are split by prompt text, so a prompt never
+sits on both sides. Every row is rendered through the student's chat template: a template that drops or rewrites the
+`<think>` block is an error here, not a silent loss at training time. Lengths are counted in the student's tokens.
+A sample whose `<think>` never closed has no training target: it is skipped and counted in the manifest.
+
+Columns: id, source, domain, problem, reference (JSON text unless already a string), messages, meta (the sample's
+meta as JSON text), prompt + completion (with `prompt_completion: true`), num_tokens, completion_tokens.
+
+Output: `data/{split}-NNNNN-of-NNNNN.parquet` (each written to a temp file and renamed), `README.md` (the card),
+and `manifest.json` last. `datasets.load_dataset(OUTPUT)` reads it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import random
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from r1distill.build.card import length_stats, render_card
+from r1distill.core import models
+from r1distill.core.models import BUNDLED
+from r1distill.core.progress import Progress
+from r1distill.core.records import Sample
+from r1distill.core.stage import header, stage_main
+from r1distill.core.store import (
+    StageError,
+    atomic_write_text,
+    clear_manifest,
+    locked,
+    manifest_hash,
+    require_complete,
+    sha256_file,
+    shard_paths,
+    write_manifest,
+)
+
+log = logging.getLogger(__name__)
+
+REQUIRED_FIELDS = ("id", "problem", "messages", "completion")
+SPLITS = ("train", "validation")
+TOKENIZE_BATCH = 1024
+T = TypeVar("T")
+
+
+@dataclass
+class MixSource:
+    """Another finished filter folder mixed into the dataset; `weight` is its share relative to the others."""
+
+    path: str
+    weight: float = 1.0
+    name: str | None = None
+
+
+@dataclass
+class BuildConfig:
+    """The recipe's `build:` section.
+
+    `tokenizer` is the student's (a model folder, a Hub id, or `bundled:smollm2`). `weight` is the input folder's
+    share when `mix` adds other folders. `total` fixes the row count after mixing (samples repeat if a source is too
+    small); by default it is the largest count the weights allow without repeating a sample.
+    """
+
+    HASH_EXCLUDE = ("rows_per_shard",)
+
+    tokenizer: str = BUNDLED
+    system_prompt: str | None = None
+    validation_fraction: float = 0.05
+    seed: int = 0
+    prompt_completion: bool = False
+    weight: float = 1.0
+    mix: list[MixSource] = field(default_factory=list)
+    total: int | None = None
+    license: str = "apache-2.0"
+    pretty_name: str | None = None
+    language: list[str] = field(default_factory=lambda: ["en"])
+    rows_per_shard: int = 50_000
+
+
+Config = BuildConfig
+
+
+def assistant_content(reasoning: str, answer: str) -> str:
+    """The assistant turn SFT trains on: R1's `<think>` block, a blank line, the final answer."""
+    return f"<think>\n{reasoning}\n</think>\n\n{answer}"
+
+
+def _records(path: Path, folder: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, record) of one shard; a record missing a required field is an error naming file, line, field."""
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            try:
+                data = json.loads(line)
+            except ValueError as e:
+                raise StageError(f"{path}:{lineno}: malformed JSON record ({e.msg})") from None
+            missing = [k for k in REQUIRED_FIELDS if k not in data]
+            if missing:
+                raise StageError(
+                    f"{path}:{lineno}: record has no field {missing[0]!r}; build reads Sample records "
+                    f"({', '.join(REQUIRED_FIELDS)}, ...) from a finished filter folder: run `r1distill filter`"
+                )
+            if not isinstance(data["messages"], list) or not any(
+                isinstance(m, dict) and m.get("role") == "user" for m in data["messages"]
+            ):
+                raise StageError(f"{path}:{lineno}: field 'messages' needs a list with a user turn")
+            for key, default in (("source", folder.name), ("row", data["id"]), ("k", 0), ("domain", "unknown")):
+                data.setdefault(key, default)
+            data.setdefault("reference", None)
+            yield lineno, data
+
+
+def index_source(folder: Path) -> dict[str, Any]:
+    """A light index of a folder's usable samples, so that mixing and splitting never hold the texts in memory:
+    `refs` = (shard, line, prompt key) per sample with a closed `<think>` block; the others are only counted
+    (`unclosed`: no training target). `first_meta` is the first sample's meta, for the card."""
+    shards = shard_paths(folder)
+    refs: list[tuple[int, int, str]] = []
+    unclosed, first_meta = 0, None
+    for i, path in enumerate(shards):
+        for lineno, data in _records(path, folder):
+            sample = Sample.from_dict(data)
+            if not sample.parsed.closed:
+                unclosed += 1
+                continue
+            first_meta = sample.meta if first_meta is None else first_meta
+            refs.append((i, lineno, prompt_key(sample.problem)))
+    return {"shards": shards, "refs": refs, "unclosed": unclosed, "first_meta": first_meta or {}}
+
+
+def mix_counts(sizes: list[int], weights: list[float], total: int | None) -> list[int]:
+    """Rows to take from each source so their shares follow `weights` (largest-remainder rounding, exact sum)."""
+    if any(w <= 0 for w in weights):
+        raise StageError("build.weight / build.mix[].weight: every weight must be > 0")
+    shares = [w / sum(weights) for w in weights]
+    if total is None:
+        total = int(min(n / p for n, p in zip(sizes, shares, strict=True)) + 1e-9)
+    exact = [p * total for p in shares]
+    counts = [int(x) for x in exact]
+    order = sorted(range(len(exact)), key=lambda i: (counts[i] - exact[i], i))
+    for i in order[: total - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
+def take(samples: list[T], count: int, seed: int) -> list[T]:
+    """`count` items drawn without replacement (whole passes repeat when count exceeds the source), in order."""
+    if not samples or count == 0:
+        return []
+    rng = random.Random(seed)
+    full, rest = divmod(count, len(samples))
+    picked = list(range(len(samples))) * full + sorted(rng.sample(range(len(samples)), rest))
+    return [samples[i] for i in sorted(picked)]
+
+
+def prompt_key(problem: str) -> str:
+    """What makes two samples the same prompt: the problem text, case and whitespace folded (hashed: 16 chars)."""
+    return hashlib.blake2b(" ".join(problem.split()).lower().encode(), digest_size=8).hexdigest()
+
+
+def split_groups(keys: list[str], fraction: float, seed: int) -> set[str]:
+    """The prompt keys that go to validation: a seeded hash order, first round(fraction * prompts) of them."""
+    if not 0 <= fraction < 1:
+        raise StageError(f"build.validation_fraction: must be in [0, 1), got {fraction}")
+    unique = sorted(set(keys), key=lambda k: hashlib.sha256(f"{seed}:{k}".encode()).hexdigest())
+    n_val = round(fraction * len(unique))
+    if fraction > 0 and n_val == 0 and len(unique) > 1:
+        n_val = 1
+    return set(unique[:n_val])
+
+
+def load_tokenizer(name: str):
+    """The student's tokenizer; a path that does not exist or does not load names `build.tokenizer`."""
+    tok = models.load_tokenizer(name, "build.tokenizer")
+    if not tok.chat_template:
+        raise StageError(
+            f"build.tokenizer {name!r}: has no chat template; SFT on `messages` needs one (use the instruct "
+            "tokenizer or add a chat_template to its tokenizer_config.json)"
+        )
+    return tok
+
+
+def to_row(sample: Sample, system_prompt: str | None, with_prompt_completion: bool) -> dict[str, Any]:
+    prompt = [{"role": m["role"], "content": m["content"]} for m in sample.messages]
+    if system_prompt and prompt[0]["role"] != "system":
+        prompt.insert(0, {"role": "system", "content": system_prompt})
+    answer = {"role": "assistant", "content": assistant_content(sample.reasoning, sample.answer)}
+    ref = sample.reference
+    row = {
+        "id": sample.id,
+        "source": sample.source,
+        "domain": sample.domain,
+        "problem": sample.problem,
+        "reference": ref if isinstance(ref, str) or ref is None else json.dumps(ref, ensure_ascii=False),
+        "messages": [*prompt, answer],
+        "meta": json.dumps(sample.meta, ensure_ascii=False, sort_keys=True),
+    }
+    if with_prompt_completion:
+        row["prompt"], row["completion"] = prompt, [answer]
+    return row
+
+
+def count_tokens(tok, rows: list[dict[str, Any]], tokenizer_name: str) -> None:
+    """Render each row through the chat template, check its `<think>` block survives, and add token counts."""
+    texts = [_render(tok, row, tokenizer_name) for row in rows]
+    completions = [row["messages"][-1]["content"] for row in rows]
+    full = tok(texts, add_special_tokens=False)["input_ids"] if rows else []
+    completion = tok(completions, add_special_tokens=False)["input_ids"] if rows else []
+    for row, a, b in zip(rows, full, completion, strict=True):
+        row["num_tokens"], row["completion_tokens"] = len(a), len(b)
+
+
+def _render(tok, row: dict[str, Any], tokenizer_name: str) -> str:
+    try:
+        text = tok.apply_chat_template(row["messages"], tokenize=False)
+    except Exception as e:  # jinja raises its own error types, e.g. for a role the template rejects
+        raise StageError(f"build.tokenizer {tokenizer_name!r}: chat template fails on {row['id']}: {e}") from None
+    if row["messages"][-1]["content"] not in text:
+        raise StageError(
+            f"build.tokenizer {tokenizer_name!r}: its chat template drops or rewrites the <think> block of the "
+            f"assistant turn (sample {row['id']}); the student would not train on the reasoning. Use a template "
+            "that keeps the last assistant turn verbatim"
+        )
+    return text
+
+
+def _schema(with_prompt_completion: bool):
+    import pyarrow as pa
+
+    msgs = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+    cols = [("id", pa.string()), ("source", pa.string()), ("domain", pa.string()), ("problem", pa.string()),
+            ("reference", pa.string()), ("messages", msgs), ("meta", pa.string())]  # fmt: skip
+    if with_prompt_completion:
+        cols += [("prompt", msgs), ("completion", msgs)]
+    return pa.schema(cols + [("num_tokens", pa.int64()), ("completion_tokens", pa.int64())])
+
+
+class SplitWriter:
+    """Rows of one split into `data/{split}-NNNNN-of-NNNNN.parquet`, `per_shard` rows a file, appended in row groups
+    so that memory holds one batch, never the split. Each file is written as a temp file and renamed when full.
+    Also keeps what the manifest and card report: a hash of the rows, token counts, domains, prompts."""
+
+    def __init__(self, out_dir: Path, split: str, total: int, per_shard: int, schema):
+        self.dir, self.split, self.per_shard, self.schema = out_dir / "data", split, per_shard, schema
+        self.n_shards = max(1, -(-total // per_shard))
+        self.shard = self.in_shard = 0
+        self.writer = self.tmp = None
+        self.files: list[dict[str, Any]] = []
+        self.hash = hashlib.sha256(split.encode())
+        self.num_tokens: list[int] = []
+        self.completion_tokens: list[int] = []
+        self.domains: Counter[str] = Counter()
+        self.prompts: set[str] = set()
+
+    def _path(self) -> Path:
+        return self.dir / f"{self.split}-{self.shard:05d}-of-{self.n_shards:05d}.parquet"
+
+    def _append(self, rows: list[dict[str, Any]]) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if self.writer is None:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            fd, self.tmp = tempfile.mkstemp(dir=self.dir, prefix=f".{self._path().name}.", suffix=".tmp")
+            os.close(fd)
+            self.writer = pq.ParquetWriter(self.tmp, self.schema)
+        self.writer.write_table(pa.Table.from_pylist(rows, schema=self.schema))
+        self.in_shard += len(rows)
+        if self.in_shard >= self.per_shard:
+            self._seal()
+
+    def _seal(self) -> None:
+        if self.writer is None:
+            return
+        self.writer.close()
+        path = self._path()
+        os.chmod(self.tmp, 0o644)  # mkstemp makes it private; a dataset is meant to be read by others
+        os.replace(self.tmp, path)
+        self.files.append({"name": f"data/{path.name}", "split": self.split, "rows": self.in_shard,
+                           "sha256": sha256_file(path)})  # fmt: skip
+        self.writer = self.tmp = None
+        self.shard, self.in_shard = self.shard + 1, 0
+
+    def write(self, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            self.hash.update(json.dumps(row, sort_keys=True, ensure_ascii=False).encode())
+            self.num_tokens.append(row["num_tokens"])
+            self.completion_tokens.append(row["completion_tokens"])
+            self.domains[row["domain"]] += 1
+            self.prompts.add(prompt_key(row["problem"]))
+        while rows:
+            room = self.per_shard - self.in_shard
+            self._append(rows[:room])
+            rows = rows[room:]
+
+    def close(self) -> None:
+        self._seal()
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.tmp)
+
+
+def _source_name(path: Path) -> str:
+    # In a run dir the folder is RUN_DIR/filter: the run's name says more than "filter".
+    return (path.resolve().parent.name if path.name == "filter" else path.name) or "input"
+
+
+def _sources(cfg: BuildConfig, input_dir: Path) -> list[dict[str, Any]]:
+    sources = [{"name": _source_name(input_dir), "path": input_dir, "weight": cfg.weight}]
+    sources += [{"name": m.name or _source_name(Path(m.path)), "path": Path(m.path), "weight": m.weight}
+                for m in cfg.mix]  # fmt: skip
+    for src in sources:
+        src["manifest"] = require_complete(src["path"], "filter")
+        src["manifest_hash"] = manifest_hash(src["path"])
+        src.update(index_source(src["path"]))
+        if not src["refs"]:
+            raise StageError(
+                f"{src['path']}: no usable kept samples (0 rows with a closed <think> block in part-*.jsonl, "
+                f"{src['unclosed']} without); loosen the filter policy or generate more samples, then rerun filter"
+            )
+    return sources
+
+
+def _picked_rows(src: dict[str, Any], picked: list[tuple[int, int, str]], cfg: BuildConfig) -> Iterator[dict]:
+    """The rows of the picked samples, read back shard by shard in file order (a repeated pick repeats its row)."""
+    want = Counter((shard, line) for shard, line, _ in picked)
+    for i, path in enumerate(src["shards"]):
+        for lineno, data in _records(path, src["path"]):
+            for _ in range(want.get((i, lineno), 0)):
+                yield to_row(Sample.from_dict(data), cfg.system_prompt, cfg.prompt_completion)
+
+
+def run(cfg: BuildConfig, input_dir: Path | None, output_dir: Path) -> dict[str, Any]:
+    """Build the SFT dataset from `input_dir` (+ `cfg.mix`) into `output_dir`; returns the manifest.
+
+    Two passes over the input: an index (ids, prompt keys) decides the mix and the split; the second streams the
+    picked samples through the chat template into the parquet shards, one batch in memory at a time.
+    """
+    if input_dir is None:
+        raise StageError("build: no input folder; pass --input or run filter first")
+    input_dir, output_dir = Path(input_dir), Path(output_dir)
+    if not 0 <= cfg.validation_fraction < 1:
+        raise StageError(f"build.validation_fraction: must be in [0, 1), got {cfg.validation_fraction}")
+    if cfg.rows_per_shard < 1 or (cfg.total is not None and cfg.total < 1):
+        raise StageError("build.rows_per_shard and build.total: must be at least 1")
+    sources = _sources(cfg, input_dir)
+    tok = load_tokenizer(cfg.tokenizer)
+    counts = mix_counts([len(s["refs"]) for s in sources], [s["weight"] for s in sources], cfg.total)
+    picks = [take(src["refs"], count, cfg.seed + i) for i, (src, count) in enumerate(zip(sources, counts, strict=True))]
+    val_keys = split_groups([key for picked in picks for _, _, key in picked], cfg.validation_fraction, cfg.seed)
+    n_val = sum(key in val_keys for picked in picks for _, _, key in picked)
+    sizes = {"train": sum(counts) - n_val, "validation": n_val}
+    schema = _schema(cfg.prompt_completion)
+    with locked(output_dir):
+        clear_manifest(output_dir)
+        # Shards of an earlier build, and temp files of a killed one, must not mix into this dataset.
+        for old in [*(output_dir / "data").glob("*.parquet"), *(output_dir / "data").glob(".*.tmp")]:
+            old.unlink()
+        for old in output_dir.glob(".*.tmp"):
+            old.unlink()
+        writers = {name: SplitWriter(output_dir, name, n, cfg.rows_per_shard, schema)
+                   for name, n in sizes.items() if n}  # fmt: skip
+        progress = Progress(total=sum(counts), desc="build")
+        try:
+            batch: list[dict[str, Any]] = []
+            for src, picked in zip(sources, picks, strict=True):
+                for row in _picked_rows(src, picked, cfg):
+                    batch.append(row)
+                    if len(batch) >= TOKENIZE_BATCH:
+                        _flush(tok, cfg, batch, writers, val_keys, progress)
+                        batch = []
+            _flush(tok, cfg, batch, writers, val_keys, progress)
+            for writer in writers.values():
+                writer.close()
+        except BaseException:
+            for writer in writers.values():
+                writer.abort()
+            raise
+        finally:
+            progress.close()
+        manifest = {
+            **header("build", cfg, input_dir),
+            "content_hash": content_hash(writers.values()),
+            "tokenizer": cfg.tokenizer,
+            "counts": {name: len(w.num_tokens) for name, w in writers.items()},
+            "prompts": {name: len(w.prompts) for name, w in writers.items()},
+            "sources": [
+                {
+                    "name": s["name"],
+                    "path": str(s["path"]),
+                    "weight": s["weight"],
+                    "available": len(s["refs"]),
+                    "skipped_unclosed_think": s["unclosed"],
+                    "rows": n,
+                    "manifest_hash": s["manifest_hash"],
+                }
+                for s, n in zip(sources, counts, strict=True)
+            ],  # fmt: skip
+            "lengths": {name: length_stats(w.num_tokens) for name, w in writers.items()},
+            "completion_lengths": {name: length_stats(w.completion_tokens) for name, w in writers.items()},
+            "domains": {name: dict(sorted(w.domains.items())) for name, w in writers.items()},
+            "parquet_files": [f for w in writers.values() for f in w.files],
+        }
+        atomic_write_text(output_dir / "README.md", render_card(cfg, manifest, sources))
+        log.info("build: %s -> %s", ", ".join(f"{k} {v}" for k, v in manifest["counts"].items()), output_dir)
+        return write_manifest(output_dir, manifest)
+
+
+def content_hash(writers) -> str:
+    """A hash of the rows themselves (not the parquet bytes, which depend on the pyarrow version)."""
+    return hashlib.sha256("".join(w.hash.hexdigest() for w in writers).encode()).hexdigest()[:16]
+
+
+def _flush(tok, cfg: BuildConfig, batch: list[dict[str, Any]], writers: dict, val_keys: set[str], progress) -> None:
+    count_tokens(tok, batch, cfg.tokenizer)
+    by_split: dict[str, list[dict[str, Any]]] = {}
+    for row in batch:
+        by_split.setdefault("validation" if prompt_key(row["problem"]) in val_keys else "train", []).append(row)
+    for name, rows in by_split.items():
+        writers[name].write(rows)
+    progress.update(len(batch), sum(r["num_tokens"] for r in batch))
+
+
+def summary(manifest: dict[str, Any]) -> str:
+    """One line a person reads at the end of a run."""
+    counts = ", ".join(f"{name} {n} rows" for name, n in manifest["counts"].items())
+    lengths = manifest["lengths"].get("train", {})
+    return f"{counts}; train tokens mean {lengths.get('mean')} max {lengths.get('max')}; card README.md"
+
+
+def main(argv: list[str] | None = None) -> int:
+    return stage_main("build", BuildConfig, run, argv, __doc__)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

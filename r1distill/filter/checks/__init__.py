@@ -1,0 +1,92 @@
+"""Filter checks: pure functions `Sample -> Verdict`, registered by name, composed into policies (`filters/*.yaml`).
+
+A check is written once as a plain function whose thresholds are keyword-only parameters, plus one registration line:
+
+    def long_paragraph(sample: Sample, *, max_chars: int = 3000) -> Verdict: ...
+    register("long_paragraph", long_paragraph)
+
+A policy entry `{check: long_paragraph, max_chars: 2000}` then builds `partial(long_paragraph, max_chars=2000)`.
+Checks that need set-up (a tokenizer) register a factory instead (`register_factory`). A policy may also name a
+user's own factory by dotted path, `my_pkg.my_module:factory`; it is called with the entry's parameters and must
+return a `Sample -> Verdict` callable.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from r1distill.core.config import ConfigError
+from r1distill.core.records import Sample, Verdict
+
+Check = Callable[[Sample], Verdict]
+Factory = Callable[..., Check]
+
+_FACTORIES: dict[str, Factory] = {}
+
+
+def _params_of(fn: Callable[..., Any]) -> dict[str, inspect.Parameter]:
+    return {n: p for n, p in inspect.signature(fn).parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def register(name: str, fn: Callable[..., Verdict]) -> Callable[..., Verdict]:
+    """Register check function `fn(sample, *, **thresholds)` under `name`; its factory binds the thresholds."""
+    allowed = _params_of(fn)
+
+    def factory(**params: Any) -> Check:
+        unknown = sorted(set(params) - set(allowed))
+        if unknown:
+            raise TypeError(f"unknown parameter {unknown[0]!r}; valid: {', '.join(allowed) or '(none)'}")
+        return functools.partial(fn, **params)
+
+    factory.__doc__ = fn.__doc__
+    register_factory(name, factory)
+    return fn
+
+
+def register_factory(name: str, factory: Factory) -> Factory:
+    """Register a factory `(**params) -> Check` for checks that must prepare something (load a tokenizer)."""
+    if name in _FACTORIES:
+        raise ValueError(f"check {name!r} is registered twice")
+    _FACTORIES[name] = factory
+    return factory
+
+
+def available() -> list[str]:
+    return sorted(_FACTORIES)
+
+
+def build_check(name: str, params: dict[str, Any], where: str = "policy") -> Check:
+    """The check `name` (registered, or `module:factory`) bound to `params`; a bad name/param is a ConfigError."""
+    if ":" in name:
+        module_name, _, attr = name.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as e:
+            raise ConfigError(f"{where}: cannot load check {name!r} ({e}); use 'package.module:factory'") from None
+    else:
+        if name not in _FACTORIES:
+            raise ConfigError(f"{where}: unknown check {name!r}; registered checks: {', '.join(available())}")
+        factory = _FACTORIES[name]
+    try:
+        check = factory(**params)
+    except TypeError as e:
+        raise ConfigError(f"{where}: check {name!r}: {e}") from None
+    if not callable(check):
+        raise ConfigError(f"{where}: {name!r} must return a callable Sample -> Verdict, got {type(check).__name__}")
+    return check
+
+
+# Importing the modules registers their checks (a dict insert each; no work at import time).
+from r1distill.filter.checks import (  # noqa: E402,F401
+    code_block,
+    correct,
+    format,
+    language,
+    length,
+    paragraph,
+    repetition,
+)

@@ -1,0 +1,336 @@
+"""`language_mix`: the reasoning and the answer stay in the prompt's language, sentence by sentence.
+
+A whole-text detector is blind here (langdetect calls a half-Chinese text English), so the judgement is local:
+
+1. Mask what is no language: fenced and inline code, LaTeX, URLs, identifiers (snake_case, camelCase, dotted,
+   with digits).
+2. Split into sentences (Latin and CJK punctuation, line breaks) and count letters per script in each: Han, kana,
+   Hangul, Cyrillic, Latin, ... A CJK character weighs about three Latin letters (`CJK_WEIGHT`); single letters
+   (variables, Greek symbols) do not count.
+3. A sentence is foreign when it carries at least `min_segment_units` letters of a script the text may not use.
+   The text may use its own main script, any script the prompt itself uses substantially (quotes), and the script
+   of a language the prompt names ("translate into Korean"). Latin words inside a CJK or Cyrillic sentence are
+   tolerated (technical terms are written that way); a whole Latin sentence is not.
+4. Same-script languages (English vs Vietnamese, Russian vs Ukrainian) go to langdetect, seeded for determinism,
+   only where scripts cannot decide: the whole text when the prompt's Latin/Cyrillic language is not English, and
+   paragraphs whose function words look like another language than the text's. English is recognised by its
+   function words without a detector call, so an English corpus costs no langdetect time at all.
+
+Reasons: `language_mismatch` (the text as a whole is in another language than allowed) and `language_mix`
+(foreign sentences inside it).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from r1distill.core.records import Sample, Verdict
+from r1distill.filter.checks import register
+
+CJK_WEIGHT = {"han": 3.0, "kana": 2.0, "hangul": 3.0}
+_RANGES = {
+    "han": "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff",
+    "kana": "\u3040-\u30ff\u31f0-\u31ff",
+    "hangul": "\uac00-\ud7af\u1100-\u11ff\u3130-\u318f",
+    "cyrillic": "\u0400-\u04ff",
+    "greek": "\u0370-\u03ff",
+    "arabic": "\u0600-\u06ff\u0750-\u077f",
+    "hebrew": "\u0590-\u05ff",
+    "devanagari": "\u0900-\u097f",
+    "thai": "\u0e00-\u0e7f",
+    "latin": "A-Za-z\u00c0-\u024f\u1e00-\u1eff",
+}
+# Alphabetic scripts count only in words of two letters or more: `x`, `θ` and `π` are symbols, not language.
+# Greek needs three letters: physics writes `πε₀` and `αβ` as symbols.
+_MIN_WORD = {"greek": 3}
+_SCRIPT_RX = {
+    name: re.compile(f"[{chars}]" if name in CJK_WEIGHT else f"[{chars}]{{{_MIN_WORD.get(name, 2)},}}")
+    for name, chars in _RANGES.items()
+}
+# Any letter of another script than Latin (Greek only as a word: single Greek letters are mathematics).
+_ASCII_WORD = re.compile(r"[A-Za-z]{2,}")
+_OTHER_SCRIPT = re.compile("[" + "".join(v for k, v in _RANGES.items() if k not in ("latin", "greek")) + "]")
+
+
+def _has_non_latin(text: str) -> bool:
+    # Two plain scans are several times faster than one alternation.
+    return bool(_OTHER_SCRIPT.search(text) or _SCRIPT_RX["greek"].search(text))
+
+
+# Script -> language family: kana makes Han Japanese; the names are what reports show.
+LANG_OF_SCRIPT = {"han": "zh", "kana": "ja", "hangul": "ko", "cyrillic": "ru", "latin": "en"}
+
+_MASK = re.compile(
+    r"```.*?(?:```|\Z)|~~~.*?(?:~~~|\Z)|`[^`\n]*`"  # fenced and inline code
+    r"|^[^\n]*[;{}][ \t]*$"  # code lines
+    r"|^[ \t]*(?:def|class|import|from \S+ import|return|#include|public:|private:|protected:)[^\n]*$"
+    r"|\$\$.*?\$\$|\$[^$\n]{0,2000}\$|\\\[.*?\\\]|\\\(.*?\\\)|\\begin\{(\w+\*?)\}.*?\\end\{\1\}"  # LaTeX
+    r"|\\[A-Za-z]+|https?://\S+|www\.\S+"  # commands, URLs
+    r"|[A-Za-z0-9_]*[_0-9][A-Za-z0-9_]*|[a-z]+[A-Z][A-Za-z]*|[A-Za-z_]+(?:\.[A-Za-z_]+)+"  # identifiers
+    r"|[A-Za-z_]\w*(?=[\[(]|\s*[-+*/]?=)|\b[A-Z]{2,}s?\b",  # calls, indexing, assignments, acronyms
+    re.S | re.M,
+)
+# Latin words inside a CJK or Cyrillic sentence count from four letters: `ac - bd`, `ROS` are no language.
+_LONG_LATIN = re.compile(f"[{_RANGES['latin']}]{{4,}}")
+# A prompt that names a language (translate into Korean) allows its script.
+_LANG_NAMES = {
+    "han": r"chinese|mandarin|cantonese|中文|汉语|漢語",
+    "kana": r"japanese|日本語",
+    "hangul": r"korean|한국어",
+    "cyrillic": r"russian|ukrainian|bulgarian|serbian|русск|украї",
+    "greek": r"greek",
+    "arabic": r"arabic|persian|farsi|urdu",
+    "hebrew": r"hebrew",
+    "devanagari": r"hindi|marathi|nepali|sanskrit",
+    "thai": r"thai\b",
+}
+_LANG_NAME_RX = {k: re.compile(v, re.I) for k, v in _LANG_NAMES.items()}
+_SENTENCE = re.compile(r"(?<=[.!?;:])\s+|(?<=[。！？；：])|\n+")
+_PARAGRAPH = re.compile(r"\n\s*\n")
+_EN_STOP = frozenset(
+    "the a an of to and in is it that this for on with as be are was we so but not if then or by at from can "
+    "i you he she they me my our your its there their which what how when let have has do does would should "
+    "will need think wait maybe also just now first next here one all any".split()
+)
+
+# Frequent function words of other Latin-script languages (es, fr, de, pt, it, nl, vi, id): an English text's
+# paragraph is sent to the detector only when these outnumber English ones (lists and tables have neither).
+_OTHER_STOP = frozenset(
+    "el la los las del que un una por para con es se más pero sus le les des et est une pour dans qui sur au "
+    "du der und das ist nicht ein eine zu mit von sich auf für dem uma não het een dat niet che della "
+    "và của là có không được cho những một các này với người trong để đã khi thì yang dan ini itu dengan untuk "
+    "tidak dari".split()
+)
+
+
+def mask(text: str) -> str:
+    """`text` with code, LaTeX, URLs and identifiers replaced by spaces: what is left is natural language."""
+    return _MASK.sub(" ", text)
+
+
+def script_units(text: str, scripts: Iterable[str] | None = None) -> dict[str, float]:
+    """Letters per script in `text` (CJK characters weighted), only scripts that occur; `scripts` limits the count
+    to those known to be present (a sentence of a text can only hold the text's scripts)."""
+    if text.isascii():
+        n = sum(map(len, _SCRIPT_RX["latin"].findall(text)))
+        return {"latin": float(n)} if n else {}
+    out = {}
+    for name in _SCRIPT_RX if scripts is None else scripts:
+        n = sum(map(len, _SCRIPT_RX[name].findall(text)))
+        if n:
+            out[name] = n * CJK_WEIGHT.get(name, 1.0)
+    if "kana" in out:  # Japanese writes Han and kana together: one language
+        out["kana"] += out.pop("han", 0.0)
+    return out
+
+
+def main_script(units: dict[str, float]) -> str | None:
+    return max(units, key=units.__getitem__) if units else None
+
+
+@functools.lru_cache(maxsize=1)
+def _langdetect():
+    from langdetect import DetectorFactory, detect_langs
+
+    DetectorFactory.seed = 0  # langdetect is random without it
+    return detect_langs
+
+
+def detect(text: str, max_chars: int = 2000) -> tuple[str | None, float]:
+    """(language code, probability) from seeded langdetect, or (None, 0) when it finds no features. Only the
+    first `max_chars` characters are read: that decides a language as well as 10k does, at a fifth of the cost."""
+    from langdetect.lang_detect_exception import LangDetectException
+
+    try:
+        best = _langdetect()(text[:max_chars])[0]
+    except LangDetectException:
+        return None, 0.0
+    return best.lang, best.prob
+
+
+@dataclass
+class Target:
+    """What a text may be written in: scripts (main + quoted) and, for Latin/Cyrillic, the language code."""
+
+    scripts: set[str] = field(default_factory=set)
+    lang: str | None = None
+
+
+@functools.lru_cache(maxsize=4096)
+def prompt_target(prompt: str, min_share: float = 0.2, min_units: float = 12) -> Target:
+    """The prompt's language: every script with `min_share` of its letters (plus the script of a language it names,
+    as in "translate into Korean"), and the detected language when its main script is Latin or Cyrillic and long
+    enough to detect. An empty target (a prompt that is all code or numbers) constrains nothing."""
+    masked = mask(prompt)
+    units = script_units(masked)
+    total = sum(units.values())
+    named = {script for script, rx in _LANG_NAME_RX.items() if rx.search(prompt)}
+    if total < min_units:
+        return Target(named)
+    scripts = {s for s, n in units.items() if n >= min_share * total} | named
+    main = main_script(units)
+    lang = LANG_OF_SCRIPT.get(main) if main not in ("latin", "cyrillic") else None
+    if main == "latin" and _plainly_english(masked, Target()):
+        lang = "en"  # most prompts: no detector call needed
+    elif main in ("latin", "cyrillic") and units[main] >= 20 and (main == "cyrillic" or _maybe_other_latin(masked)):
+        found, prob = detect(masked)
+        lang = found if found and prob >= 0.8 else None
+    return Target(scripts, lang)
+
+
+def _maybe_other_latin(text: str) -> bool:
+    """Worth a detector call: another language's function words, or diacritics (Polish, Turkish, Vietnamese...).
+    Neither, and not plainly English either: code or data, whose language a detector would only guess."""
+    words = _SCRIPT_RX["latin"].findall(text[:5000])
+    if not words:
+        return False
+    letters = sum(map(len, words))
+    accented = letters - sum(map(len, _ASCII_WORD.findall(text[:5000])))
+    return _stop_share(words, _OTHER_STOP) >= 0.05 or accented >= 0.02 * letters
+
+
+def segment_report(masked: str, allowed: set[str], min_units: float) -> tuple[float, int, float]:
+    """(foreign units, foreign sentences, total units) of a masked text against the allowed scripts.
+
+    Latin inside a sentence written in an allowed non-Latin script is tolerated when its words are short (math,
+    acronyms) or make up less than half the sentence (technical terms such as `Q-learning算法`)."""
+    foreign_units = total = 0.0
+    foreign_segments = 0
+    if "kana" in allowed:  # a kanji-only sentence is still Japanese
+        allowed = allowed | {"han"}
+    present = [name for name in _SCRIPT_RX if _SCRIPT_RX[name].search(masked)]
+    if "kana" in present and "han" not in present:
+        present.append("han")
+    for seg in _SENTENCE.split(masked):
+        units = script_units(seg, present)
+        if not units:
+            continue
+        seg_total = sum(units.values())
+        total += seg_total
+        bad = sum(n for s, n in units.items() if s not in allowed)
+        if "latin" in units and "latin" not in allowed:
+            host = max((n for s, n in units.items() if s in allowed), default=0.0)
+            latin = float(sum(map(len, _LONG_LATIN.findall(seg))))
+            bad -= units["latin"] - (latin if latin > 0.5 * host else 0.0)
+        if bad >= min_units:
+            foreign_segments += 1
+            foreign_units += bad
+    return foreign_units, foreign_segments, total
+
+
+def _stop_share(words: list[str], stop: frozenset[str] = _EN_STOP) -> float:
+    return sum(map(stop.__contains__, map(str.lower, words))) / len(words)
+
+
+def _foreign_paragraphs(text: str, allowed_langs: set[str], min_words: int, english: bool) -> list[str]:
+    """Languages of Latin-script paragraphs that langdetect confidently places outside `allowed_langs`.
+
+    Only suspicious paragraphs are asked, so most text costs no detector call: in an English text, those with few
+    English stop words (another language, or code/maths, which masking then removes); in a text in another Latin
+    language, those full of English stop words (the usual slip: a paragraph in English)."""
+    found: list[str] = []
+    latin = _SCRIPT_RX["latin"]
+
+    def suspicious(words: list[str]) -> bool:
+        if len(words) < min_words:
+            return False
+        if english:
+            return _stop_share(words) <= 0.12 and _stop_share(words, _OTHER_STOP) >= 0.1
+        return _stop_share(words) >= 0.3
+
+    for para in _PARAGRAPH.split(text):
+        if not suspicious(latin.findall(para)):
+            continue
+        para = mask(para)
+        if not suspicious(latin.findall(para)):
+            continue
+        lang, prob = detect(para)
+        if lang and prob >= 0.9 and lang not in allowed_langs:
+            found.append(lang)
+    return found
+
+
+def _plainly_english(text: str, target: Target) -> bool:
+    """A Latin text full of English function words and free of other languages' ones, when the prompt gave no
+    language: English, no detector call needed."""
+    if target.lang is not None:
+        return False
+    words = _SCRIPT_RX["latin"].findall(text[:5000])
+    return len(words) >= 12 and _stop_share(words) > 0.25 and _stop_share(words, _OTHER_STOP) < 0.03
+
+
+def judge_text(
+    text: str,
+    target: Target,
+    extra_langs: set[str],
+    min_segment_units: float,
+    max_foreign_segments: int,
+    max_foreign_share: float,
+) -> Verdict:
+    """Verdict on one text (reasoning or answer) against the prompt's target (see the module docstring)."""
+    # Fast path, most of an English corpus: no letter of another script anywhere, so nothing to mask or split.
+    fast = text.isascii() or not _has_non_latin(text)
+    masked = text if fast else mask(text)
+    units = ({"latin": 1.0} if _SCRIPT_RX["latin"].search(text) else {}) if fast else script_units(masked)
+    main = main_script(units)
+    if main is None:
+        return Verdict.ok()
+    allowed_langs = ({target.lang} if target.lang else set()) | extra_langs
+    if target.scripts and main not in target.scripts and LANG_OF_SCRIPT.get(main, main) not in allowed_langs:
+        return Verdict.drop("language_mismatch", script=main, expected=sorted(target.scripts))
+    text_lang = LANG_OF_SCRIPT.get(main, main)
+    # With no prompt language there is nothing to mismatch: a detector only decides whether a Latin text is English.
+    unknown_english = target.lang is None and main == "latin" and not _maybe_other_latin(masked)
+    if main in ("latin", "cyrillic") and target.lang != text_lang and not unknown_english:
+        # Same script, other language (a Vietnamese prompt, or none detected): only a detector can tell.
+        lang, prob = detect(mask(masked) if fast else masked)
+        text_lang = lang if lang and prob >= 0.9 else text_lang
+        if target.scripts and target.lang and lang and prob >= 0.9 and lang not in allowed_langs:
+            return Verdict.drop("language_mismatch", lang=lang, expected=target.lang, prob=round(prob, 3))
+    if not fast:
+        bad, segments, total = segment_report(masked, {main} | target.scripts, min_segment_units)
+        if segments > max_foreign_segments or (total and bad / total > max_foreign_share):
+            share = round(bad / total, 4) if total else 0.0
+            return Verdict.drop("language_mix", foreign_sentences=segments, foreign_share=share)
+    if main == "latin":
+        langs = _foreign_paragraphs(masked, allowed_langs | {text_lang}, 25, english=text_lang == "en")
+        if len(langs) > max_foreign_segments:
+            return Verdict.drop("language_mix", foreign_paragraphs=len(langs), langs=sorted(set(langs)))
+    return Verdict.ok()
+
+
+def language_mix(
+    sample: Sample,
+    *,
+    reasoning_languages: list[str] | tuple[str, ...] = (),
+    check_answer: bool = True,
+    min_segment_units: float = 6.0,
+    max_foreign_segments: int = 0,
+    max_foreign_share: float = 0.02,
+    prompt_min_share: float = 0.2,
+) -> Verdict:
+    """Drop a sample whose reasoning or answer leaves the prompt's language.
+
+    `reasoning_languages` lists languages the reasoning may use besides the prompt's (R1 often thinks in English
+    about a Vietnamese or Russian prompt: `[en]` accepts that; the answer must still be in the prompt's language).
+    A sentence counts as foreign from `min_segment_units` letters of a disallowed script (6 = two Han characters);
+    the text drops with more than `max_foreign_segments` such sentences or a foreign share over `max_foreign_share`.
+    """
+    prompt = sample.problem or next((m["content"] for m in reversed(sample.messages) if m["role"] == "user"), "")
+    target = prompt_target(prompt, prompt_min_share)
+    p = sample.parsed
+    parts = [("reasoning", p.reasoning, set(reasoning_languages))]
+    if check_answer:
+        parts.append(("answer", p.answer, set()))
+    for part, text, extra in parts:
+        verdict = judge_text(text, target, extra, min_segment_units, max_foreign_segments, max_foreign_share)
+        if not verdict.keep:
+            verdict.details["part"] = part
+            return verdict
+    return Verdict.ok()
+
+
+register("language_mix", language_mix)

@@ -1,0 +1,360 @@
+"""generate: the teacher writes `<think>` answers, n samples per prompt, streamed to disk as each finishes.
+
+    python -m r1distill.generate --config pipelines/quickstart.yaml [generate.n=4 ...]
+
+Resume: rerunning the same command after a crash (even kill -9) generates only the (prompt, k) pairs that are not
+on disk yet; every requested sample ends up in the output exactly once. The manifest is written last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from r1distill.cluster.sharding import link_shards, parse_shard, shard_dir, shard_of
+from r1distill.core.config import config_hash
+from r1distill.core.models import BUNDLED, resolve_model
+from r1distill.core.progress import Progress
+from r1distill.core.records import Sample, sample_id
+from r1distill.core.stage import header, stage_main
+from r1distill.core.store import (
+    ShardWriter,
+    StageError,
+    atomic_write_text,
+    clear_manifest,
+    iter_records,
+    locked,
+    recover,
+    write_manifest,
+)
+from r1distill.generate.engines import ENGINES, Engine, Request, make_engine
+from r1distill.generate.engines.openai_http import HTTPSettings
+from r1distill.generate.logprobs import encode
+from r1distill.generate.prompts import Prompt, SourceConfig, load_prompts
+
+log = logging.getLogger(__name__)
+
+# DeepSeek-R1's recommended sampling; the recipe's `sampling:` is merged over it and handed to SamplingParams.
+R1_SAMPLING = {"temperature": 0.6, "top_p": 0.95, "max_tokens": 32768}
+STATE = "_generate_state.json"
+
+
+@dataclass
+class GenerateConfig:
+    """The recipe's `generate:` section. `vllm` goes to `vllm.LLM(**...)`, `sampling` to `SamplingParams(**...)`."""
+
+    HASH_EXCLUDE = ("max_in_flight", "rows_per_shard", "http", "ray", "shard", "merge_shards")
+
+    sources: list[SourceConfig] = field(default_factory=list)
+    model: str = BUNDLED
+    engine: str = "vllm"
+    n: int = 4
+    limit: int | None = None
+    system_prompt: str | None = None
+    prompt_template: str = "{problem}"
+    prefill: str = "<think>\n"
+    sampling: dict[str, Any] = field(default_factory=dict)
+    vllm: dict[str, Any] = field(default_factory=dict)
+    http: HTTPSettings | None = None
+    ray: dict[str, Any] | None = None  # engine "ray": address, init kwargs, vLLMEngineProcessorConfig settings
+    tokenizer: str | None = None
+    seed: int | None = 0
+    logprobs: int | None = None  # capture the teacher's top-k logprobs per token into binary sidecars
+    max_in_flight: int | None = None
+    rows_per_shard: int = 10_000
+    shard: str | None = None  # "i/N": generate only this job's share of the prompts (into OUTPUT/shards/i-of-N)
+    merge_shards: int | None = None  # N: check all N shards finished and combine them into OUTPUT
+
+
+Config = GenerateConfig
+
+
+def sampling_params(cfg: GenerateConfig) -> dict[str, Any]:
+    for key in ("n", "seed", "logprobs"):
+        if key in cfg.sampling:
+            raise StageError(f"generate.sampling.{key}: set generate.{key} instead (samples are drawn one by one)")
+    return {**R1_SAMPLING, **cfg.sampling}
+
+
+def content_hash(cfg: GenerateConfig, model: str) -> str:
+    """What decides a sample's text: resuming into a folder made with a different value would mix two teachers."""
+    keys = ("engine", "system_prompt", "prompt_template", "prefill", "seed", "vllm", "logprobs")
+    return config_hash({"model": model, "sampling": sampling_params(cfg), **{k: getattr(cfg, k) for k in keys}})
+
+
+def request_seed(base: int | None, sid: str) -> int | None:
+    """A per-sample seed derived from the id: a resumed sample is drawn exactly as it would have been."""
+    if base is None:
+        return None
+    return int.from_bytes(hashlib.sha256(f"{base}:{sid}".encode()).digest()[:4], "little") & 0x7FFFFFFF
+
+
+def messages_for(cfg: GenerateConfig, prompt: Prompt) -> list[dict[str, str]]:
+    msgs = [{"role": "system", "content": cfg.system_prompt}] if cfg.system_prompt else []
+    msgs.append({"role": "user", "content": cfg.prompt_template.replace("{problem}", prompt.problem)})
+    return msgs
+
+
+def teacher_model(cfg: GenerateConfig) -> str:
+    """What the engine is given: the served model name for `openai`, a checked local path or Hub id otherwise."""
+    if cfg.engine not in ENGINES:
+        raise StageError(f"generate.engine: unknown engine {cfg.engine!r}; available: {', '.join(ENGINES)}")
+    if cfg.engine == "openai":
+        if cfg.http is None:
+            raise StageError("generate.http: the openai engine needs http.base_urls (e.g. http://127.0.0.1:8000/v1)")
+        return cfg.model  # served by the endpoint, not loaded here
+    return resolve_model(cfg.model)
+
+
+def start_engine(cfg: GenerateConfig, model: str | None = None) -> Engine:
+    """The engine `cfg` names, started; configuration problems become one-line StageErrors."""
+    tokenizer = resolve_model(cfg.tokenizer, tokenizer_only=True) if cfg.tokenizer else None
+    try:
+        return make_engine(
+            cfg.engine, model or teacher_model(cfg), cfg.vllm, cfg.http, cfg.max_in_flight, tokenizer, cfg.ray
+        )
+    except ValueError as e:
+        raise StageError(str(e)) from None
+
+
+def _check_sampling(sampling: dict[str, Any], where: str = "generate") -> None:
+    try:
+        from vllm import SamplingParams
+    except ImportError:
+        return
+    try:
+        SamplingParams(**sampling)
+    except TypeError as e:
+        raise StageError(f"{where}.sampling: {e} (keys go to vllm.SamplingParams)") from None
+    except ValueError as e:
+        raise StageError(f"{where}.sampling: {e}") from None
+
+
+def check_engine(engine: str, http: HTTPSettings | None, sampling: dict[str, Any], where: str) -> None:
+    """The engine settings checks that need no model, for `r1distill run --dry-run`. Sampling keys are checked as
+    vLLM's SamplingParams for every engine there (what a vLLM server takes too), so a typo shows before the run."""
+    if engine not in ENGINES:
+        raise StageError(f"{where}.engine: unknown engine {engine!r}; available: {', '.join(ENGINES)}")
+    if engine == "openai" and http is None:
+        raise StageError(f"{where}.http: the openai engine needs http.base_urls")
+    _check_sampling(sampling, where)
+
+
+def validate(cfg: GenerateConfig) -> None:
+    """Checks that need no model and no data (`r1distill run --dry-run`)."""
+    check_engine(cfg.engine, cfg.http, sampling_params(cfg), "generate")
+
+
+def _resume_state(output_dir: Path, chash: str) -> set[str]:
+    """Ids already on disk, after sealing what a killed run left; refuses a folder of a different teacher config."""
+    state_path = output_dir / STATE
+    if state_path.exists():
+        previous = json.loads(state_path.read_text())["content_hash"]
+        if previous != chash:
+            raise StageError(
+                f"{output_dir} holds samples from a different teacher/sampling config ({previous} != {chash}); "
+                "use another --output or delete that folder"
+            )
+    else:
+        atomic_write_text(state_path, json.dumps({"content_hash": chash}) + "\n")
+    recover(output_dir)
+    return {rec["id"] for rec in iter_records(output_dir)}
+
+
+def _summary(output_dir: Path, wanted: set[str]) -> dict[str, Any]:
+    finish: Counter[str] = Counter()
+    prompt_tokens = completion_tokens = samples = 0
+    ids: set[str] = set()
+    for rec in iter_records(output_dir):
+        if rec["id"] in ids:
+            raise StageError(f"{output_dir}: sample {rec['id']} written twice; the folder is corrupt, regenerate it")
+        ids.add(rec["id"])
+        samples += 1
+        finish[str(rec["meta"].get("finish_reason"))] += 1
+        prompt_tokens += rec["meta"].get("prompt_tokens", 0)
+        completion_tokens += rec["meta"].get("completion_tokens", 0)
+    missing = wanted - ids
+    if missing:
+        raise StageError(f"{output_dir}: {len(missing)} requested samples missing (e.g. {min(missing)}); rerun")
+    return {
+        "samples": samples,
+        "extra_samples": len(ids - wanted),
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "mean_completion_tokens": round(completion_tokens / max(samples, 1), 1),
+        "finish_reasons": dict(finish),
+    }
+
+
+def run(cfg: GenerateConfig, input_dir: Path | None, output_dir: Path, engine: Engine | None = None) -> dict[str, Any]:
+    """Generate every missing (prompt, k) sample into `output_dir` and write its manifest. Returns the manifest.
+
+    `engine` lets a caller reuse a running engine; by default one is started from the config (after every input
+    has been checked, so bad input fails fast).
+    """
+    output_dir = Path(output_dir)
+    if cfg.n < 1:
+        raise StageError("generate.n: must be at least 1")
+    prompts = load_prompts(cfg.sources, cfg.limit)
+    model = teacher_model(cfg)
+    sampling = sampling_params(cfg)
+    if cfg.engine in ("vllm", "ray"):
+        _check_sampling(sampling)
+    chash = content_hash(cfg, model)
+    if cfg.shard and cfg.merge_shards:
+        raise StageError("generate: give either shard (run one shard) or merge_shards (combine them), not both")
+    if cfg.shard:
+        i, n = parse_shard(cfg.shard)
+        prompts = [p for p in prompts if shard_of(p.source, p.row, n) == i]
+        output_dir = shard_dir(output_dir, i, n)
+    with locked(output_dir):
+        clear_manifest(output_dir)
+        wanted = {sample_id(p.source, p.row, k) for p in prompts for k in range(cfg.n)}
+        if cfg.merge_shards:
+            shard_manifests = link_shards(output_dir, cfg.merge_shards, chash)
+            extra = {
+                "merged_shards": cfg.merge_shards,
+                "shard_wall_s": [m.get("last_run", {}).get("wall_s") for m in shard_manifests],
+            }
+            return _finish(cfg, input_dir, output_dir, model, chash, sampling, prompts, wanted, extra)
+        done = _resume_state(output_dir, chash)
+        todo = [(p, k) for p in prompts for k in range(cfg.n) if sample_id(p.source, p.row, k) not in done]
+        if done - wanted:
+            log.warning("%s: %d samples on disk are not requested by this config; kept", output_dir, len(done - wanted))
+        log.info(
+            "generate: %d prompts x n=%d: %d on disk, %d to go", len(prompts), cfg.n, len(wanted) - len(todo), len(todo)
+        )
+        errors, this_run = _generate(cfg, engine, model, sampling, todo, output_dir, len(wanted) - len(todo))
+        if errors:
+            path = output_dir / "errors.jsonl"
+            atomic_write_text(path, "".join(json.dumps(e) + "\n" for e in errors))
+            raise StageError(f"{len(errors)} requests failed (first: {errors[0]['error']}); see {path}; rerun to retry")
+        (output_dir / "errors.jsonl").unlink(missing_ok=True)
+        return _finish(cfg, input_dir, output_dir, model, chash, sampling, prompts, wanted, {"last_run": this_run})
+
+
+def _finish(cfg, input_dir, output_dir, model, chash, sampling, prompts, wanted, extra) -> dict[str, Any]:
+    """Check the folder holds exactly the wanted samples and write the manifest (last)."""
+    summary = _summary(output_dir, wanted)
+    manifest = {
+        **header("generate", cfg, input_dir),
+        "teacher": model,
+        "teacher_ref": cfg.model,
+        "content_hash": chash,
+        "sampling": sampling,
+        "counts": {"prompts": len(prompts), "n": cfg.n, "samples": summary["samples"]},
+        "stats": summary,
+        **extra,
+    }
+    return write_manifest(output_dir, manifest)
+
+
+def _generate(cfg, engine, model, sampling, todo, output_dir, already) -> tuple[list[dict[str, str]], dict]:
+    """Stream the todo samples to disk; returns the failed requests and this run's figures."""
+    if not todo:
+        return [], {"samples": 0}
+    requests = {}
+    for p, k in todo:
+        sid = sample_id(p.source, p.row, k)
+        seed = request_seed(cfg.seed, sid)
+        requests[sid] = (p, k, Request(sid, messages_for(cfg, p), sampling, cfg.prefill, seed, cfg.logprobs))
+    own = engine is None
+    if own:
+        engine = start_engine(cfg, model)
+    teacher = {**engine.describe(), "model": cfg.model}
+    errors: list[dict[str, str]] = []
+    progress = Progress(total=already + len(todo), desc="generate", initial=already)
+    t0 = time.monotonic()
+    try:
+        with ShardWriter(output_dir, cfg.rows_per_shard) as writer:
+            for c in engine.generate(req for _, _, req in requests.values()):
+                prompt, k, req = requests[c.id]
+                if c.error:
+                    errors.append({"id": c.id, "error": c.error})
+                    continue
+                sample = Sample(
+                    id=c.id,
+                    source=prompt.source,
+                    row=prompt.row,
+                    k=k,
+                    domain=prompt.domain,
+                    problem=prompt.problem,
+                    messages=req.messages,
+                    reference=prompt.reference,
+                    completion=c.text if c.full else cfg.prefill + c.text,
+                    meta={
+                        **c.extra,
+                        "teacher": teacher,
+                        "sampling": {**sampling, "seed": req.seed if engine.supports_seed else None},
+                        "prefill": cfg.prefill,
+                        "finish_reason": c.finish_reason,
+                        "prompt_tokens": c.prompt_tokens,
+                        "completion_tokens": c.completion_tokens,
+                    },
+                )
+                if cfg.logprobs:
+                    if c.logprobs is None:
+                        errors.append({"id": c.id, "error": "the engine returned no logprobs"})
+                        continue
+                    blob = encode(*c.logprobs, k=cfg.logprobs)
+                    file, offset = writer.write_blob(blob)  # bytes first: a written sample always has them
+                    sample.meta["logprobs"] = {
+                        "file": file,
+                        "offset": offset,
+                        "tokens": len(c.logprobs[0]),
+                        "k": cfg.logprobs,
+                    }
+                writer.write(sample.to_json())
+                progress.update(1, c.completion_tokens)
+    finally:
+        progress.close()
+        if own:
+            engine.close()
+    wall = time.monotonic() - t0
+    log.info(
+        "generate: wrote %d samples (%d output tokens) in %.1f s: %.1f output tok/s, %d failed -> %s",
+        progress.items,
+        progress.tokens,
+        wall,
+        progress.tokens / max(wall, 1e-9),
+        len(errors),
+        output_dir,
+    )
+    return errors, {
+        "samples": progress.items,
+        "output_tokens": progress.tokens,
+        "wall_s": round(wall, 2),
+        "output_tok_per_s": round(progress.tokens / max(wall, 1e-9), 1),
+        "failed": len(errors),
+    }
+
+
+def summary(manifest: dict[str, Any]) -> str:
+    """One line a person reads at the end of a run."""
+    s, last = manifest["stats"], manifest.get("last_run", {})
+    finish = ", ".join(f"{k} {v}" for k, v in sorted(s["finish_reasons"].items()))
+    rate = f", this run {last['output_tok_per_s']:.0f} output tok/s" if last.get("samples") else ""
+    return (
+        f"{s['samples']} samples ({manifest['counts']['prompts']} prompts x n={manifest['counts']['n']}), "
+        f"{s['completion_tokens']} output tokens (mean {s['mean_completion_tokens']}){rate}; finish: {finish}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    flags = {
+        "--limit": ("generate.limit", int, "at most this many prompts from each source"),
+        "--shard": ("generate.shard", str, "i/N: generate only shard i of N (e.g. a Slurm array task)"),
+        "--merge-shards": ("generate.merge_shards", int, "N: check all N shards finished and combine them"),
+    }
+    return stage_main("generate", GenerateConfig, run, argv, __doc__, flags)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,255 @@
+"""What sft and rl share: TRL arguments from the recipe, the shipped ZeRO configs, LoRA, checkpoints, the final save.
+
+A training stage's output folder is itself the trained model (config, weights, tokenizer, generation config, a
+model card), with `checkpoints/` inside for resume and `manifest.json` written last, so `from_pretrained(RUN_DIR/sft)`
+works and a folder without a manifest is known to be unfinished.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from r1distill.core.config import ConfigError
+from r1distill.core.store import StageError
+
+log = logging.getLogger(__name__)
+
+DEEPSPEED_DIR = Path(__file__).parent / "deepspeed"
+CHECKPOINTS = "checkpoints"
+_CKPT = re.compile(r"^checkpoint-(\d+)$")
+
+
+def deepspeed_names() -> list[str]:
+    return sorted(p.stem for p in DEEPSPEED_DIR.glob("*.json"))
+
+
+def deepspeed_config(name: str | None, where: str) -> str | None:
+    """The DeepSpeed JSON for `deepspeed:` in a recipe: a shipped name (zero2, zero3, zero3_offload) or a path."""
+    if not name:
+        return None
+    shipped = DEEPSPEED_DIR / f"{name}.json"
+    if shipped.exists():
+        return str(shipped)
+    path = Path(name).expanduser()
+    if path.suffix == ".json" and path.exists():
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{where}: {path} is not valid JSON: {e}") from None
+        return str(path.resolve())
+    raise ConfigError(f"{where}: {name!r} is neither a shipped config ({', '.join(deepspeed_names())}) nor a JSON file")
+
+
+def on_cpu() -> bool:
+    import torch
+
+    return not torch.cuda.is_available()
+
+
+def trainer_args(cls: type, trl: dict[str, Any], output_dir: Path, deepspeed: str | None, where: str, **defaults):
+    """`cls(**trl)` (SFTConfig, GRPOConfig) with the folder, ZeRO config and CPU switch filled in.
+
+    `defaults` apply unless the recipe sets the key. An unknown key is a one-line error naming it: the recipe's
+    `trl:` section is TRL's own argument set, passed through, never mirrored.
+    """
+    check_keys(cls, trl, where)
+    kwargs = {"report_to": "none", "logging_steps": 1, "save_strategy": "steps", **defaults, **trl}
+    kwargs["output_dir"] = str(output_dir / CHECKPOINTS)
+    if deepspeed:
+        kwargs["deepspeed"] = deepspeed
+    if on_cpu():
+        # TRL defaults to bf16 mixed precision, which the CPU trainer refuses; DeepSpeed then runs on gloo.
+        kwargs.update(use_cpu=True, bf16=False, fp16=False)
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+        if deepspeed and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            # With use_cpu the Trainer opens the process group itself, behind DeepSpeed's back, and DeepSpeed then
+            # counts a world of 1 ("train_batch_size is not equal to ..."): let DeepSpeed open it first.
+            import deepspeed as ds
+
+            ds.init_distributed(dist_backend="gloo")
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{where}: {cls.__name__} refused the settings: {e}") from None
+
+
+def check_keys(cls: type, given: dict[str, Any], where: str) -> None:
+    """Settings passed to an upstream dataclass (SFTConfig, GRPOConfig, LoraConfig) must be its fields."""
+    unknown = sorted(set(given) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise ConfigError(f"{where}: unknown {cls.__name__} argument {unknown[0]!r} (see the {cls.__name__} docs)")
+
+
+def validate(cfg: Any, stage: str, trl_cls: type) -> None:
+    """What sft and rl can check without a model (also for `r1distill run --dry-run`): the ZeRO config, and that
+    `trl:` and `peft:` hold only their classes' fields."""
+    from peft import LoraConfig
+
+    deepspeed_config(cfg.deepspeed, f"{stage}.deepspeed")
+    check_keys(trl_cls, cfg.trl, f"{stage}.trl")
+    if cfg.peft:
+        check_keys(LoraConfig, cfg.peft, f"{stage}.peft")
+
+
+def lora_config(peft: dict[str, Any] | None, where: str):
+    """`peft.LoraConfig(**peft)` with task_type CAUSAL_LM, or None when the recipe has no `peft:` section."""
+    if not peft:
+        return None
+    from peft import LoraConfig
+
+    settings = {"task_type": "CAUSAL_LM", **peft}
+    try:
+        return LoraConfig(**settings)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{where}: LoraConfig refused the settings: {e}") from None
+
+
+def last_checkpoint(output_dir: Path) -> str | None:
+    """The newest complete checkpoint under OUTPUT/checkpoints, or None.
+
+    The Trainer writes `trainer_state.json` last into a checkpoint, so a folder without a readable one was cut off
+    mid-save (a kill) and is skipped in favour of the one before it.
+    """
+    root = Path(output_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return None
+    found = sorted(((int(m.group(1)), p) for p in root.iterdir() if (m := _CKPT.match(p.name))), reverse=True)
+    for _step, path in found:
+        try:
+            json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            log.warning("%s: incomplete checkpoint (no readable trainer_state.json), skipped", path)
+            continue
+        return str(path)
+    return None
+
+
+RUN_KEY = "r1distill-run.json"  # in OUTPUT/checkpoints: which config and input the checkpoints belong to
+
+
+def check_resume(output_dir: Path, run_key: dict[str, Any], force: bool, stage: str) -> None:
+    """Checkpoints made with another config or input must not be resumed; `force` starts over (rank 0 clears)."""
+    ckpts = Path(output_dir) / CHECKPOINTS
+    state = ckpts / RUN_KEY
+    if force and is_main_process():
+        shutil.rmtree(ckpts, ignore_errors=True)
+        (Path(output_dir) / "manifest.json").unlink(missing_ok=True)
+    elif state.exists() and json.loads(state.read_text()) != run_key:
+        raise StageError(
+            f"{output_dir}: its checkpoints come from another {stage} config or input; use another --output or "
+            "--force to start over"
+        )
+    barrier()
+    if is_main_process():
+        ckpts.mkdir(parents=True, exist_ok=True)
+        state.write_text(json.dumps(run_key))
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def is_main_process() -> bool:
+    return rank() == 0
+
+
+def barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def finish_distributed() -> None:
+    """End a multi-process run cleanly (gloo/NCCL abort at interpreter exit otherwise)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def save_final(trainer, tokenizer, output_dir: Path, card: str, base_model: str | None = None) -> None:
+    """Save model, tokenizer, generation config, trainer state and card into `output_dir` itself.
+
+    Every rank takes part (ZeRO-3 gathers the weights); the files land in a temp folder first and rank 0 moves them
+    into place, so a kill mid-save never leaves a half-written model looking complete (the manifest comes after).
+    With LoRA (`base_model` given and an adapter saved) the folder holds the merged model, so vLLM, evaluate and rl
+    load it like any other, and the adapter itself goes to `adapter/`.
+    """
+    output_dir = Path(output_dir)
+    staging = output_dir / ".saving"
+    if is_main_process() and staging.exists():
+        shutil.rmtree(staging)
+    barrier()
+    trainer.save_model(str(staging))  # with LoRA: the adapter in PEFT's format, loadable by from_pretrained
+    barrier()
+    if not is_main_process():
+        return
+    if base_model and (staging / "adapter_config.json").exists():
+        _merge_adapter(staging, base_model)
+    tokenizer.save_pretrained(staging)
+    trainer.state.save_to_json(str(staging / "trainer_state.json"))
+    (staging / "README.md").write_text(card, encoding="utf-8")
+    for path in staging.iterdir():
+        target = output_dir / path.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(path, target)
+    staging.rmdir()
+
+
+def _merge_adapter(folder: Path, base_model: str) -> None:
+    """Move the PEFT adapter in `folder` to `folder/adapter` and write base + adapter merged into `folder`."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    adapter = folder / "adapter"
+    adapter.mkdir()
+    for path in list(folder.iterdir()):
+        if path.is_file() and (path.name.startswith("adapter_") or path.name == "README.md"):
+            os.replace(path, adapter / path.name)
+    base = AutoModelForCausalLM.from_pretrained(base_model, dtype="auto")
+    merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
+    merged.save_pretrained(folder)
+    log.info("LoRA merged into %s (adapter kept in %s)", folder, adapter)
+
+
+def loss_history(output_dir: Path) -> list[dict[str, Any]]:
+    """The logged steps (loss, learning rate, ...) from the saved trainer state; [] when there is none."""
+    path = Path(output_dir) / "trainer_state.json"
+    if not path.exists():
+        return []
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("log_history", [])
+    except json.JSONDecodeError as e:
+        raise StageError(f"{path}: unreadable trainer state ({e})") from None
+
+
+def model_card(
+    title: str, base_model: str, dataset: str, dataset_card_hash: str | None, config: dict, results: dict
+) -> str:
+    """A Hub model card: what was trained, from what, on which dataset (and its card's hash), with which config."""
+    front = {"base_model": base_model, "library_name": "transformers", "tags": ["r1distill", "reasoning"]}
+    lines = ["---", *(f"{k}: {json.dumps(v)}" for k, v in front.items()), "---", "", f"# {title}", ""]
+    lines += [
+        f"Fine-tuned from `{base_model}` by [r1distill](https://github.com/r1distill/r1distill).",
+        "",
+        f"- dataset: `{dataset}`" + (f" (card sha256 `{dataset_card_hash}`)" if dataset_card_hash else ""),
+        *(f"- {k}: {v}" for k, v in results.items()),
+        "",
+        "## Training config",
+        "",
+        "```json",
+        json.dumps(config, indent=2, sort_keys=True, default=str),
+        "```",
+        "",
+    ]
+    return "\n".join(lines)

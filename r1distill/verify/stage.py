@@ -1,0 +1,308 @@
+"""Verify: grade every generated sample and keep what the rejection-sampling policy says.
+
+Reads the generate folder, grades each sample with the shared graders (`r1distill.grading`), stores the verdict in
+`sample.meta["verify"]` (`correct`, `reason`, `extracted`, and `isolation` for code) and writes the kept samples.
+
+Policy (`verify.policy` in the recipe): `keep: correct` keeps correct samples only, `keep: all` keeps every sample
+with its verdict; `max_correct_per_prompt: m` keeps the m correct samples with the smallest k; `drop_always_solved`
+and `drop_never_solved` drop every sample of a prompt the teacher solved in all / none of its samples.
+
+Grading (see `r1distill.grading`): math/science answers with math-verify under a hard per-item deadline
+(`verify.math.timeout_s`), code in the sandbox (`verify.code`: CPU-time limit, memory, concurrency, isolation level).
+A completion that never closes `<think>` has no answer (`no_answer`, or `truncated` when it hit max_tokens) unless
+`lenient_think: true`, meant for small teachers that never learnt the tag.
+
+Two phases make a killed run resumable: grading appends to `OUTPUT/.graded/` (a restart skips the ids already
+there), then selection rewrites the output shards from it and writes the manifest last.
+
+    r1distill verify -c pipelines/quickstart.yaml            # or: python -m r1distill.verify -c ...
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from r1distill.core.config import ConfigError, config_hash
+from r1distill.core.stage import header, stage_main
+from r1distill.core.store import (
+    ShardWriter,
+    StageError,
+    atomic_write_text,
+    clear_manifest,
+    iter_records,
+    locked,
+    manifest_hash,
+    recover,
+    require_complete,
+    shard_paths,
+    write_manifest,
+)
+from r1distill.grading import Grade, Grader
+from r1distill.grading.sandbox import DEFAULT_PYTHON, LEVELS, Limits
+
+log = logging.getLogger(__name__)
+
+GRADED = ".graded"
+KEEP_CHOICES = ("correct", "all")
+REQUIRED = ("id", "domain", "reference", "completion")
+
+
+@dataclass
+class PolicyConfig:
+    keep: str = "correct"
+    max_correct_per_prompt: int | None = None
+    drop_always_solved: bool = False
+    drop_never_solved: bool = False
+
+
+@dataclass
+class MathConfig:
+    timeout_s: float = 5.0
+    memory_mb: int | None = 4096
+
+
+@dataclass
+class CodeConfig:
+    timeout_s: float = 10.0
+    memory_mb: int = 512
+    output_mb: int = 8
+    python: str = DEFAULT_PYTHON
+    isolation: str | None = None  # force a sandbox level (see verifiers.sandbox); default: the strongest available
+    concurrency: int | None = None  # sandboxes at once; default 4 x workers (runs are judged by CPU time)
+
+
+@dataclass
+class VerifyConfig:
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    math: MathConfig = field(default_factory=MathConfig)
+    code: CodeConfig = field(default_factory=CodeConfig)
+    # Grade a completion that stopped without closing <think> on its whole text (R1 practice: `no_answer`). For small
+    # teachers that never emit </think>, such as the quickstart's SmolLM2-135M.
+    lenient_think: bool = False
+    workers: int = 2
+    batch_size: int = 256
+    rows_per_shard: int = 10_000
+
+
+Config = VerifyConfig
+
+
+def _validate(cfg: VerifyConfig) -> None:
+    if cfg.policy.keep not in KEEP_CHOICES:
+        raise ConfigError(f"verify.policy.keep: {cfg.policy.keep!r} is not one of: {', '.join(KEEP_CHOICES)}")
+    m = cfg.policy.max_correct_per_prompt
+    if m is not None and m < 1:
+        raise ConfigError(f"verify.policy.max_correct_per_prompt: must be >= 1 or null (no cap), got {m}")
+    if cfg.code.isolation is not None and cfg.code.isolation not in LEVELS:
+        raise ConfigError(f"verify.code.isolation: {cfg.code.isolation!r} is not one of: {', '.join(LEVELS)} (or null)")
+    for name, value in (("math.timeout_s", cfg.math.timeout_s), ("code.timeout_s", cfg.code.timeout_s)):
+        if value <= 0:
+            raise ConfigError(f"verify.{name}: must be > 0 seconds, got {value}")
+    if cfg.workers < 1 or cfg.batch_size < 1 or (cfg.code.concurrency is not None and cfg.code.concurrency < 1):
+        raise ConfigError("verify.workers, verify.batch_size and verify.code.concurrency must be >= 1")
+
+
+def _prompt_key(record: dict[str, Any]) -> str:
+    if "source" in record and "row" in record:
+        return f"{record['source']}/{record['row']}"
+    return str(record["id"]).rsplit("/", 1)[0]
+
+
+def _where(input_dir: Path, n: int) -> str:
+    """`FILE:LINE` of the n-th record of a stage folder (shards in order), for error messages."""
+    for path in shard_paths(input_dir):
+        with open(path, "rb") as f:
+            rows = sum(1 for _ in f)
+        if n <= rows:
+            return f"{path}:{n}"
+        n -= rows
+    return f"{input_dir} (record #{n})"
+
+
+def _check_record(record: Any, n: int, input_dir: Path) -> dict[str, Any]:
+    if not isinstance(record, dict):
+        raise StageError(f"{_where(input_dir, n)}: not a JSON object; rerun generate into a fresh folder")
+    missing = [k for k in REQUIRED if k not in record]
+    if missing:
+        raise StageError(
+            f"{_where(input_dir, n)}: sample {record.get('id')!r} has no {missing[0]!r} field; "
+            "this is not a generate output (or an old one): rerun generate"
+        )
+    return record
+
+
+def _grading_stamp(cfg: VerifyConfig, input_dir: Path) -> str:
+    grading = {"math": asdict(cfg.math), "code": asdict(cfg.code), "lenient_think": cfg.lenient_think}
+    return json.dumps({"grading": config_hash(grading), "input": manifest_hash(input_dir)})
+
+
+def _prepare_graded(graded: Path, cfg: VerifyConfig, input_dir: Path) -> set[str]:
+    """Ids already graded by an interrupted run of the same grading config on the same input (else start over)."""
+    stamp = graded / "stamp.json"
+    want = _grading_stamp(cfg, input_dir)
+    if graded.exists() and (not stamp.exists() or stamp.read_text() != want):
+        shutil.rmtree(graded)
+    graded.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(stamp, want)
+    recover(graded)
+    return {r["id"] for r in iter_records(graded)}
+
+
+def _batches(input_dir: Path, done: set[str], size: int) -> Iterator[list[dict[str, Any]]]:
+    seen = set(done)
+    batch: list[dict[str, Any]] = []
+    duplicates = 0
+    for n, record in enumerate(iter_records(input_dir), 1):
+        record = _check_record(record, n, input_dir)
+        if record["id"] in seen:
+            duplicates += record["id"] not in done
+            continue
+        seen.add(record["id"])
+        batch.append(record)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+    if duplicates:
+        log.warning("verify: %s holds %d duplicate sample id(s); graded the first of each", input_dir, duplicates)
+
+
+def _grade_all(cfg: VerifyConfig, input_dir: Path, graded: Path, done: set[str]) -> int:
+    """Grade every sample not in `done`, appending to the `graded` folder; returns how many were graded now."""
+    m, c = cfg.math, cfg.code
+    limits = Limits(c.timeout_s, c.memory_mb, c.output_mb << 20)
+    new = 0
+    with (
+        Grader(
+            m.timeout_s, m.memory_mb, limits, cfg.workers, c.python, c.isolation, cfg.lenient_think, c.concurrency
+        ) as grader,
+        ShardWriter(graded, cfg.rows_per_shard) as writer,
+    ):
+        for batch in _batches(input_dir, done, cfg.batch_size):
+            grades: list[Grade] = grader.grade(batch)
+            for record, grade in zip(batch, grades, strict=True):
+                writer.write({**record, "meta": {**(record.get("meta") or {}), "verify": grade.to_meta()}})
+            new += len(batch)
+            log.info("verify: graded %d new samples (%d from an earlier run)", new, len(done))
+    return new
+
+
+def _select(cfg: VerifyConfig, graded: Path, output_dir: Path) -> dict[str, Any]:
+    """Apply the policy to the graded records, write the output shards, and return counts and stats."""
+    p = cfg.policy
+    per_prompt: dict[str, list[tuple[int, bool]]] = defaultdict(list)
+    for r in iter_records(graded):
+        per_prompt[_prompt_key(r)].append((int(r.get("k", 0)), bool(r["meta"]["verify"]["correct"])))
+    dropped_prompts: dict[str, str] = {}
+    keep_k: dict[str, set[int]] = {}
+    for key, results in per_prompt.items():
+        n_correct = sum(ok for _, ok in results)
+        if p.drop_always_solved and n_correct == len(results):
+            dropped_prompts[key] = "prompt_always_solved"
+        elif p.drop_never_solved and n_correct == 0:
+            dropped_prompts[key] = "prompt_never_solved"
+        correct_k = sorted(k for k, ok in results if ok)
+        keep_k[key] = set(correct_k[: p.max_correct_per_prompt] if p.max_correct_per_prompt else correct_k)
+
+    for stale in [*output_dir.glob("part-*.jsonl"), *output_dir.glob("part-*.jsonl.tmp")]:
+        stale.unlink()  # a selection interrupted earlier: it is cheap and deterministic, so redo it whole
+    by_reason: Counter[str] = Counter()
+    dropped: Counter[str] = Counter()
+    isolation: Counter[str] = Counter()
+    by_domain: dict[str, Counter[str]] = defaultdict(Counter)
+    with ShardWriter(output_dir, cfg.rows_per_shard) as writer:
+        for r in iter_records(graded):
+            verdict, key, domain = r["meta"]["verify"], _prompt_key(r), str(r.get("domain"))
+            by_reason[verdict["reason"]] += 1
+            by_domain[domain]["samples"] += 1
+            by_domain[domain]["correct"] += bool(verdict["correct"])
+            if verdict.get("isolation"):
+                isolation[verdict["isolation"]] += 1
+            if key in dropped_prompts:
+                drop = dropped_prompts[key]
+            elif verdict["correct"]:
+                drop = None if int(r.get("k", 0)) in keep_k[key] else "over_max_correct_per_prompt"
+            else:
+                drop = None if p.keep == "all" else verdict["reason"]
+            if drop:
+                dropped[drop] += 1
+                continue
+            by_domain[domain]["kept"] += 1
+            writer.write(r)
+    n = sum(by_reason.values())
+    n_correct = sum(c["correct"] for c in by_domain.values())
+    counts = {
+        "samples": n,
+        "correct": n_correct,
+        "kept": writer.written,
+        "dropped": dict(sorted(dropped.items())),
+        "prompts": len(per_prompt),
+        "prompts_always_solved": sum(all(ok for _, ok in v) for v in per_prompt.values()),
+        "prompts_never_solved": sum(not any(ok for _, ok in v) for v in per_prompt.values()),
+        "prompts_dropped": len(dropped_prompts),
+    }
+    stats = {
+        "by_reason": dict(sorted(by_reason.items())),
+        "by_domain": {d: dict(c) for d, c in sorted(by_domain.items())},
+        "pass_rate": round(n_correct / n, 4) if n else None,
+        "isolation": dict(isolation),
+    }
+    return {"counts": counts, "stats": stats}
+
+
+def run(cfg: VerifyConfig, input_dir: str | Path | None, output_dir: str | Path) -> dict[str, Any]:
+    """Grade `input_dir` (a finished generate folder) into `output_dir`; returns the manifest.
+
+    Whether a finished output may be reused is the caller's decision (`stage_main` and `r1distill run` check
+    `is_done`; `--force` skips that check): calling `run` always produces a fresh output, resuming only the grading
+    an interrupted run left in `OUTPUT/.graded/`.
+    """
+    if input_dir is None:
+        raise StageError("verify needs an input folder: pass --input GENERATE_DIR or set run_dir in the recipe")
+    input_dir, output_dir = Path(input_dir), Path(output_dir)
+    require_complete(input_dir, "generate")
+    _validate(cfg)
+    with locked(output_dir):
+        graded = output_dir / GRADED
+        clear_manifest(output_dir)
+        done = _prepare_graded(graded, cfg, input_dir)
+        if done:
+            log.info("verify: resuming, %d samples already graded", len(done))
+        new = _grade_all(cfg, input_dir, graded, done)
+        result = _select(cfg, graded, output_dir)
+        result["counts"].update(graded_now=new, graded_before=len(done))
+        manifest = write_manifest(output_dir, {**header("verify", cfg, input_dir), **result})
+        shutil.rmtree(graded, ignore_errors=True)
+        counts = result["counts"]
+        log.info(
+            "verify: %d/%d correct, %d kept -> %s", counts["correct"], counts["samples"], counts["kept"], output_dir
+        )
+        return manifest
+
+
+def summary(manifest: dict[str, Any]) -> str:
+    """One line a person reads at the end of a run."""
+    c = manifest["counts"]
+    dropped = ", ".join(f"{k} {v}" for k, v in sorted(c.get("dropped", {}).items()))
+    return (
+        f"{c['samples']} samples graded: {c['correct']} correct ({c['correct'] / max(c['samples'], 1):.0%}), "
+        f"{c['kept']} kept; dropped: {dropped or 'none'}; prompts never solved {c.get('prompts_never_solved', 0)}, "
+        f"always solved {c.get('prompts_always_solved', 0)}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    return stage_main("verify", Config, run, argv, __doc__)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
