@@ -245,7 +245,7 @@ def test_rerun_is_skipped_then_rebuilt_on_change(tmp_path, tiny_student, monkeyp
 
     def cli(*overrides: str) -> int:
         argv = ["-c", str(recipe), *overrides]
-        monkeypatch.setattr(sys, "argv", [str(REPO / "r1distill" / "build.py"), *argv])
+        monkeypatch.setattr(sys, "argv", [str(REPO / "r1distill" / "build" / "__main__.py"), *argv])
         return build.main(argv)
 
     caplog.set_level(logging.INFO, logger="r1distill")

@@ -37,17 +37,14 @@ from r1distill.core import models
 from r1distill.core.models import BUNDLED
 from r1distill.core.progress import Progress
 from r1distill.core.records import Sample
-from r1distill.core.stage import header, stage_main
+from r1distill.core.stage import Stage, check_input, header
 from r1distill.core.store import (
     StageError,
     atomic_write_text,
-    clear_manifest,
-    locked,
     manifest_hash,
-    require_complete,
+    read_jsonl,
     sha256_file,
     shard_paths,
-    write_manifest,
 )
 
 log = logging.getLogger(__name__)
@@ -102,32 +99,44 @@ def assistant_content(reasoning: str, answer: str) -> str:
 
 def _records(path: Path, folder: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, record) of one shard; a record missing a required field is an error naming file, line, field."""
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            try:
-                data = json.loads(line)
-            except ValueError as e:
-                raise StageError(f"{path}:{lineno}: malformed JSON record ({e.msg})") from None
-            missing = [k for k in REQUIRED_FIELDS if k not in data]
-            if missing:
-                raise StageError(
-                    f"{path}:{lineno}: record has no field {missing[0]!r}; build reads Sample records "
-                    f"({', '.join(REQUIRED_FIELDS)}, ...) from a finished filter folder: run `r1distill filter`"
-                )
-            if not isinstance(data["messages"], list) or not any(
-                isinstance(m, dict) and m.get("role") == "user" for m in data["messages"]
-            ):
-                raise StageError(f"{path}:{lineno}: field 'messages' needs a list with a user turn")
-            for key, default in (("source", folder.name), ("row", data["id"]), ("k", 0), ("domain", "unknown")):
-                data.setdefault(key, default)
-            data.setdefault("reference", None)
-            yield lineno, data
+    for lineno, data in read_jsonl(path):
+        if not isinstance(data, dict):
+            raise StageError(f"{path}:{lineno}: not a JSON object; build reads a finished filter folder")
+        missing = [k for k in REQUIRED_FIELDS if k not in data]
+        if missing:
+            raise StageError(
+                f"{path}:{lineno}: record has no field {missing[0]!r}; build reads Sample records "
+                f"({', '.join(REQUIRED_FIELDS)}, ...) from a finished filter folder: run `r1distill filter`"
+            )
+        if not isinstance(data["messages"], list) or not any(
+            isinstance(m, dict) and m.get("role") == "user" for m in data["messages"]
+        ):
+            raise StageError(f"{path}:{lineno}: field 'messages' needs a list with a user turn")
+        for key, default in (("source", folder.name), ("row", data["id"]), ("k", 0), ("domain", "unknown")):
+            data.setdefault(key, default)
+        data.setdefault("reference", None)
+        yield lineno, data
 
 
-def index_source(folder: Path) -> dict[str, Any]:
-    """A light index of a folder's usable samples, so that mixing and splitting never hold the texts in memory:
+@dataclass
+class Source:
+    """One input folder of kept samples, indexed so that mixing and splitting never hold the texts in memory:
     `refs` = (shard, line, prompt key) per sample with a closed `<think>` block; the others are only counted
     (`unclosed`: no training target). `first_meta` is the first sample's meta, for the card."""
+
+    name: str
+    path: Path
+    weight: float
+    manifest: dict[str, Any]
+    manifest_hash: str | None
+    shards: list[Path]
+    refs: list[tuple[int, int, str]]
+    unclosed: int
+    first_meta: dict[str, Any]
+
+
+def index_source(folder: Path) -> tuple[list[Path], list[tuple[int, int, str]], int, dict[str, Any]]:
+    """(shards, refs, unclosed, first_meta) of a folder (see `Source`)."""
     shards = shard_paths(folder)
     refs: list[tuple[int, int, str]] = []
     unclosed, first_meta = 0, None
@@ -139,7 +148,7 @@ def index_source(folder: Path) -> dict[str, Any]:
                 continue
             first_meta = sample.meta if first_meta is None else first_meta
             refs.append((i, lineno, prompt_key(sample.problem)))
-    return {"shards": shards, "refs": refs, "unclosed": unclosed, "first_meta": first_meta or {}}
+    return shards, refs, unclosed, first_meta or {}
 
 
 def mix_counts(sizes: list[int], weights: list[float], total: int | None) -> list[int]:
@@ -322,71 +331,77 @@ def _source_name(path: Path) -> str:
     return (path.resolve().parent.name if path.name == "filter" else path.name) or "input"
 
 
-def _sources(cfg: BuildConfig, input_dir: Path) -> list[dict[str, Any]]:
-    sources = [{"name": _source_name(input_dir), "path": input_dir, "weight": cfg.weight}]
-    sources += [{"name": m.name or _source_name(Path(m.path)), "path": Path(m.path), "weight": m.weight}
-                for m in cfg.mix]  # fmt: skip
-    for src in sources:
-        src["manifest"] = require_complete(src["path"], "filter")
-        src["manifest_hash"] = manifest_hash(src["path"])
-        src.update(index_source(src["path"]))
-        if not src["refs"]:
+def _sources(cfg: BuildConfig, input_dir: Path) -> list[Source]:
+    given = [(_source_name(input_dir), input_dir, cfg.weight)]
+    given += [(m.name or _source_name(Path(m.path)), Path(m.path), m.weight) for m in cfg.mix]
+    sources = []
+    for name, path, weight in given:
+        manifest = check_input(path, "filter")
+        src = Source(name, path, weight, manifest, manifest_hash(path), *index_source(path))
+        if not src.refs:
             raise StageError(
-                f"{src['path']}: no usable kept samples (0 rows with a closed <think> block in part-*.jsonl, "
-                f"{src['unclosed']} without); loosen the filter policy or generate more samples, then rerun filter"
+                f"{path}: no usable kept samples (0 rows with a closed <think> block in part-*.jsonl, "
+                f"{src.unclosed} without); loosen the filter policy or generate more samples, then rerun filter"
             )
+        sources.append(src)
     return sources
 
 
-def _picked_rows(src: dict[str, Any], picked: list[tuple[int, int, str]], cfg: BuildConfig) -> Iterator[dict]:
+def _picked_rows(src: Source, picked: list[tuple[int, int, str]], cfg: BuildConfig) -> Iterator[dict]:
     """The rows of the picked samples, read back shard by shard in file order (a repeated pick repeats its row)."""
     want = Counter((shard, line) for shard, line, _ in picked)
-    for i, path in enumerate(src["shards"]):
-        for lineno, data in _records(path, src["path"]):
+    for i, path in enumerate(src.shards):
+        for lineno, data in _records(path, src.path):
             for _ in range(want.get((i, lineno), 0)):
                 yield to_row(Sample.from_dict(data), cfg.system_prompt, cfg.prompt_completion)
 
 
-def run(cfg: BuildConfig, input_dir: Path | None, output_dir: Path) -> dict[str, Any]:
-    """Build the SFT dataset from `input_dir` (+ `cfg.mix`) into `output_dir`; returns the manifest.
+class BuildStage(Stage):
+    name, Config, upstream = "build", BuildConfig, "filter"
 
-    Two passes over the input: an index (ids, prompt keys) decides the mix and the split; the second streams the
-    picked samples through the chat template into the parquet shards, one batch in memory at a time.
-    """
-    if input_dir is None:
-        raise StageError("build: no input folder; pass --input or run filter first")
-    input_dir, output_dir = Path(input_dir), Path(output_dir)
-    if not 0 <= cfg.validation_fraction < 1:
-        raise StageError(f"build.validation_fraction: must be in [0, 1), got {cfg.validation_fraction}")
-    if cfg.rows_per_shard < 1 or (cfg.total is not None and cfg.total < 1):
-        raise StageError("build.rows_per_shard and build.total: must be at least 1")
-    sources = _sources(cfg, input_dir)
-    tok = load_tokenizer(cfg.tokenizer)
-    counts = mix_counts([len(s["refs"]) for s in sources], [s["weight"] for s in sources], cfg.total)
-    picks = [take(src["refs"], count, cfg.seed + i) for i, (src, count) in enumerate(zip(sources, counts, strict=True))]
-    val_keys = split_groups([key for picked in picks for _, _, key in picked], cfg.validation_fraction, cfg.seed)
-    n_val = sum(key in val_keys for picked in picks for _, _, key in picked)
-    sizes = {"train": sum(counts) - n_val, "validation": n_val}
-    schema = _schema(cfg.prompt_completion)
-    with locked(output_dir):
-        clear_manifest(output_dir)
+    def validate(self, cfg: BuildConfig) -> None:
+        if not 0 <= cfg.validation_fraction < 1:
+            raise StageError(f"build.validation_fraction: must be in [0, 1), got {cfg.validation_fraction}")
+        if cfg.rows_per_shard < 1 or (cfg.total is not None and cfg.total < 1):
+            raise StageError("build.rows_per_shard and build.total: must be at least 1")
+
+    def describe(self, cfg: BuildConfig, inp, recipe) -> list[tuple[str, str]]:
+        from r1distill.pipeline.describe import model_state
+
+        return [("tokenizer", model_state(cfg.tokenizer, recipe.run_dir)), ("resources", "CPU")]
+
+    def prepare(self, cfg: BuildConfig, input_dir: Path, output_dir: Path) -> Plan:
+        """Index the sources, decide the mix and the split (the rows themselves are read in `work`)."""
+        sources = _sources(cfg, input_dir)
+        tok = load_tokenizer(cfg.tokenizer)
+        counts = mix_counts([len(s.refs) for s in sources], [s.weight for s in sources], cfg.total)
+        picks = [
+            take(src.refs, count, cfg.seed + i) for i, (src, count) in enumerate(zip(sources, counts, strict=True))
+        ]
+        val_keys = split_groups([key for picked in picks for _, _, key in picked], cfg.validation_fraction, cfg.seed)
+        n_val = sum(key in val_keys for picked in picks for _, _, key in picked)
+        return Plan(sources, tok, counts, picks, val_keys, {"train": sum(counts) - n_val, "validation": n_val})
+
+    def work(self, cfg: BuildConfig, input_dir: Path, output_dir: Path, plan: Plan, **kw) -> dict[str, Any]:
+        """Stream the picked samples through the chat template into the parquet shards, one batch at a time."""
+        sources, counts, schema = plan.sources, plan.counts, _schema(cfg.prompt_completion)
         # Shards of an earlier build, and temp files of a killed one, must not mix into this dataset.
         for old in [*(output_dir / "data").glob("*.parquet"), *(output_dir / "data").glob(".*.tmp")]:
             old.unlink()
         for old in output_dir.glob(".*.tmp"):
             old.unlink()
         writers = {name: SplitWriter(output_dir, name, n, cfg.rows_per_shard, schema)
-                   for name, n in sizes.items() if n}  # fmt: skip
+                   for name, n in plan.sizes.items() if n}  # fmt: skip
         progress = Progress(total=sum(counts), desc="build")
         try:
             batch: list[dict[str, Any]] = []
-            for src, picked in zip(sources, picks, strict=True):
+            for src, picked in zip(sources, plan.picks, strict=True):
                 for row in _picked_rows(src, picked, cfg):
                     batch.append(row)
                     if len(batch) >= TOKENIZE_BATCH:
-                        _flush(tok, cfg, batch, writers, val_keys, progress)
+                        _flush(plan.tok, cfg, batch, writers, plan.val_keys, progress)
                         batch = []
-            _flush(tok, cfg, batch, writers, val_keys, progress)
+            _flush(plan.tok, cfg, batch, writers, plan.val_keys, progress)
             for writer in writers.values():
                 writer.close()
         except BaseException:
@@ -396,20 +411,19 @@ def run(cfg: BuildConfig, input_dir: Path | None, output_dir: Path) -> dict[str,
         finally:
             progress.close()
         manifest = {
-            **header("build", cfg, input_dir),
             "content_hash": content_hash(writers.values()),
             "tokenizer": cfg.tokenizer,
             "counts": {name: len(w.num_tokens) for name, w in writers.items()},
             "prompts": {name: len(w.prompts) for name, w in writers.items()},
             "sources": [
                 {
-                    "name": s["name"],
-                    "path": str(s["path"]),
-                    "weight": s["weight"],
-                    "available": len(s["refs"]),
-                    "skipped_unclosed_think": s["unclosed"],
+                    "name": s.name,
+                    "path": str(s.path),
+                    "weight": s.weight,
+                    "available": len(s.refs),
+                    "skipped_unclosed_think": s.unclosed,
                     "rows": n,
-                    "manifest_hash": s["manifest_hash"],
+                    "manifest_hash": s.manifest_hash,
                 }
                 for s, n in zip(sources, counts, strict=True)
             ],  # fmt: skip
@@ -418,9 +432,25 @@ def run(cfg: BuildConfig, input_dir: Path | None, output_dir: Path) -> dict[str,
             "domains": {name: dict(sorted(w.domains.items())) for name, w in writers.items()},
             "parquet_files": [f for w in writers.values() for f in w.files],
         }
-        atomic_write_text(output_dir / "README.md", render_card(cfg, manifest, sources))
-        log.info("build: %s -> %s", ", ".join(f"{k} {v}" for k, v in manifest["counts"].items()), output_dir)
-        return write_manifest(output_dir, manifest)
+        # The card shows the manifest's own header fields too (version, created).
+        card_manifest = {**header("build", cfg, input_dir), **manifest}
+        atomic_write_text(output_dir / "README.md", render_card(cfg, card_manifest, sources))
+        return manifest
+
+    def summary(self, manifest: dict[str, Any]) -> str:
+        return summary(manifest)
+
+
+@dataclass
+class Plan:
+    """What `prepare` decided: the sources, the student's tokenizer, rows per source, the picks and the split."""
+
+    sources: list[Source]
+    tok: Any
+    counts: list[int]
+    picks: list[list[tuple[int, int, str]]]
+    val_keys: set[str]
+    sizes: dict[str, int]
 
 
 def content_hash(writers) -> str:
@@ -445,8 +475,8 @@ def summary(manifest: dict[str, Any]) -> str:
     return f"{counts}; train tokens mean {lengths.get('mean')} max {lengths.get('max')}; card README.md"
 
 
-def main(argv: list[str] | None = None) -> int:
-    return stage_main("build", BuildConfig, run, argv, __doc__)
+STAGE = BuildStage()
+run, main = STAGE.run, STAGE.main
 
 
 if __name__ == "__main__":

@@ -23,18 +23,8 @@ from typing import Any
 import numpy as np
 
 from r1distill.core.records import Sample
-from r1distill.core.stage import header, is_done, stage_main
-from r1distill.core.store import (
-    ShardWriter,
-    StageError,
-    clear_manifest,
-    locked,
-    read_manifest,
-    require_complete,
-    sha256_file,
-    shard_paths,
-    write_manifest,
-)
+from r1distill.core.stage import Stage
+from r1distill.core.store import ShardWriter, StageError, sha256_file, shard_paths, write_manifest
 from r1distill.filter.checks.policy import Policy, load_policy, policy_entry_names
 from r1distill.filter.decontam import Benchmark, Decontaminator
 from r1distill.filter.dedup import Deduplicator, MinHasher, exact_key
@@ -249,18 +239,24 @@ def validate(cfg: FilterConfig) -> None:
         quiet.setLevel(level)
 
 
-def run(cfg: FilterConfig, input_dir: Path | None, output_dir: Path, force: bool = False) -> dict[str, Any]:
-    """Filter `input_dir` (a finished stage folder of Samples) into `output_dir`; returns the manifest."""
-    if input_dir is None:
-        raise StageError("filter: no input folder; pass --input or run verify first")
-    input_dir, output_dir = Path(input_dir), Path(output_dir)
-    require_complete(input_dir, "verify")
-    if not force and is_done(output_dir, cfg, input_dir):
-        log.info("filter: %s is up to date (same config, policy and input); skipping", output_dir)
-        return read_manifest(output_dir) or {}
-    worker = _Worker(cfg)  # a bad policy or benchmark file fails here, before the output folder is touched
-    with locked(output_dir):
-        clear_manifest(output_dir)
+class FilterStage(Stage):
+    name, Config, upstream = "filter", FilterConfig, "verify"
+
+    def validate(self, cfg: FilterConfig) -> None:
+        validate(cfg)
+
+    def describe(self, cfg: FilterConfig, inp, recipe) -> list[tuple[str, str]]:
+        from r1distill.pipeline.describe import model_state
+
+        out = [("policy", f"{cfg.policy}" + (f", overrides {cfg.overrides}" if cfg.overrides else ""))]
+        if cfg.tokenizer:
+            out.append(("tokenizer", model_state(cfg.tokenizer, recipe.run_dir)))
+        return [*out, ("resources", f"CPU: {cfg.workers} worker processes")]
+
+    def prepare(self, cfg: FilterConfig, input_dir: Path, output_dir: Path) -> _Worker:
+        return _Worker(cfg)  # a bad policy or benchmark file fails here, before the output folder is touched
+
+    def work(self, cfg: FilterConfig, input_dir: Path, output_dir: Path, worker: _Worker, **kw) -> dict[str, Any]:
         for old in [*output_dir.glob("part-*.jsonl*"), output_dir / "rejected", output_dir / STAGING]:
             shutil.rmtree(old) if old.is_dir() else old.unlink(missing_ok=True)
         stats = _Stats(cfg.examples_per_reason)
@@ -271,14 +267,15 @@ def run(cfg: FilterConfig, input_dir: Path | None, output_dir: Path, force: bool
         rejects.close()
         shutil.rmtree(output_dir / STAGING, ignore_errors=True)
         report = stats.report(cfg.policy, worker.policy.names, output_dir)
-        manifest = {
-            **header("filter", cfg, input_dir),
+        return {
             "policy": cfg.policy,
             "policy_sha256": _policy_sha(cfg),
             "counts": {"in": stats.n_in, "kept": stats.n_kept, "rejected": stats.n_in - stats.n_kept},
             **report,
         }
-        return write_manifest(output_dir, manifest)
+
+    def summary(self, manifest: dict[str, Any]) -> str:
+        return summary(manifest)
 
 
 def _first_pass(
@@ -431,8 +428,8 @@ def summary(manifest: dict[str, Any]) -> str:
     return f"{c['in']} in, {c['kept']} kept; dropped: {steps or 'none'}; report: {manifest.get('report', 'report.md')}"
 
 
-def main(argv: list[str] | None = None) -> int:
-    return stage_main("filter", Config, run, argv, __doc__)
+STAGE = FilterStage()
+run, main = STAGE.run, STAGE.main
 
 
 if __name__ == "__main__":

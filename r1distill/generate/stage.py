@@ -23,17 +23,8 @@ from r1distill.core.config import config_hash
 from r1distill.core.models import BUNDLED, resolve_model
 from r1distill.core.progress import Progress
 from r1distill.core.records import Sample, sample_id
-from r1distill.core.stage import header, stage_main
-from r1distill.core.store import (
-    ShardWriter,
-    StageError,
-    atomic_write_text,
-    clear_manifest,
-    iter_records,
-    locked,
-    recover,
-    write_manifest,
-)
+from r1distill.core.stage import Flag, Stage
+from r1distill.core.store import ShardWriter, StageError, atomic_write_text, iter_records, recover
 from r1distill.generate.engines import ENGINES, Engine, Request, make_engine
 from r1distill.generate.engines.openai_http import HTTPSettings
 from r1distill.generate.logprobs import encode
@@ -193,29 +184,64 @@ def _summary(output_dir: Path, wanted: set[str]) -> dict[str, Any]:
     }
 
 
-def run(cfg: GenerateConfig, input_dir: Path | None, output_dir: Path, engine: Engine | None = None) -> dict[str, Any]:
-    """Generate every missing (prompt, k) sample into `output_dir` and write its manifest. Returns the manifest.
+@dataclass
+class Job:
+    """What `prepare` found, before the output folder is touched: the prompts and the resolved teacher."""
 
-    `engine` lets a caller reuse a running engine; by default one is started from the config (after every input
-    has been checked, so bad input fails fast).
-    """
-    output_dir = Path(output_dir)
-    if cfg.n < 1:
-        raise StageError("generate.n: must be at least 1")
-    prompts = load_prompts(cfg.sources, cfg.limit)
-    model = teacher_model(cfg)
-    sampling = sampling_params(cfg)
-    if cfg.engine in ("vllm", "ray"):
-        _check_sampling(sampling)
-    chash = content_hash(cfg, model)
-    if cfg.shard and cfg.merge_shards:
-        raise StageError("generate: give either shard (run one shard) or merge_shards (combine them), not both")
-    if cfg.shard:
-        i, n = parse_shard(cfg.shard)
-        prompts = [p for p in prompts if shard_of(p.source, p.row, n) == i]
-        output_dir = shard_dir(output_dir, i, n)
-    with locked(output_dir):
-        clear_manifest(output_dir)
+    prompts: list[Prompt]
+    model: str
+    sampling: dict[str, Any]
+    chash: str
+
+
+class GenerateStage(Stage):
+    name, Config, upstream, needs_input = "generate", GenerateConfig, None, False
+    flags = {
+        "--model": Flag("generate.model", str, "teacher: a local HF folder, a Hub id or bundled:smollm2", "MODEL"),
+        "--n": Flag("generate.n", int, "samples per prompt", "N"),
+        "--limit": Flag("generate.limit", int, "at most this many prompts from each source", "N"),
+        "--shard": Flag("generate.shard", str, "generate only shard i of N (e.g. a Slurm array task)", "i/N"),
+        "--merge-shards": Flag("generate.merge_shards", int, "check all N shards finished and combine them", "N"),
+    }
+
+    def validate(self, cfg: GenerateConfig) -> None:
+        validate(cfg)
+        if cfg.n < 1:
+            raise StageError("generate.n: must be at least 1")
+        if cfg.shard and cfg.merge_shards:
+            raise StageError("generate: give either shard (run one shard) or merge_shards (combine them), not both")
+
+    def describe(self, cfg: GenerateConfig, inp, recipe) -> list[tuple[str, str]]:
+        from r1distill.pipeline import describe
+
+        return [
+            describe.model_line("teacher", cfg, recipe.run_dir),
+            *[("prompts", describe.source_text(src)) for src in cfg.sources],
+            ("sampling", f"n={cfg.n}, {describe.sampling_text(cfg.sampling)}"),
+            describe.engine_line(cfg, recipe, sharded=True),
+        ]
+
+    def output_dir(self, cfg: GenerateConfig, output_dir: Path) -> Path:
+        return shard_dir(output_dir, *parse_shard(cfg.shard)) if cfg.shard else output_dir
+
+    def prepare(self, cfg: GenerateConfig, input_dir: Path | None, output_dir: Path) -> Job:
+        """Every prompt read and checked and the teacher resolved, so bad input fails before any engine starts."""
+        prompts = load_prompts(cfg.sources, cfg.limit)
+        model = teacher_model(cfg)
+        sampling = sampling_params(cfg)
+        if cfg.engine in ("vllm", "ray"):
+            _check_sampling(sampling)
+        if cfg.shard:
+            i, n = parse_shard(cfg.shard)
+            prompts = [p for p in prompts if shard_of(p.source, p.row, n) == i]
+        return Job(prompts, model, sampling, content_hash(cfg, model))
+
+    def work(
+        self, cfg: GenerateConfig, input_dir, output_dir: Path, job: Job, engine: Engine | None = None, **kw
+    ) -> dict[str, Any]:
+        """Generate every missing (prompt, k) sample (`engine`: a running one to reuse), then check the folder holds
+        exactly the wanted samples."""
+        prompts, model, sampling, chash = job.prompts, job.model, job.sampling, job.chash
         wanted = {sample_id(p.source, p.row, k) for p in prompts for k in range(cfg.n)}
         if cfg.merge_shards:
             shard_manifests = link_shards(output_dir, cfg.merge_shards, chash)
@@ -223,7 +249,7 @@ def run(cfg: GenerateConfig, input_dir: Path | None, output_dir: Path, engine: E
                 "merged_shards": cfg.merge_shards,
                 "shard_wall_s": [m.get("last_run", {}).get("wall_s") for m in shard_manifests],
             }
-            return _finish(cfg, input_dir, output_dir, model, chash, sampling, prompts, wanted, extra)
+            return _finish(cfg, output_dir, model, chash, sampling, prompts, wanted, extra)
         done = _resume_state(output_dir, chash)
         todo = [(p, k) for p in prompts for k in range(cfg.n) if sample_id(p.source, p.row, k) not in done]
         if done - wanted:
@@ -237,14 +263,16 @@ def run(cfg: GenerateConfig, input_dir: Path | None, output_dir: Path, engine: E
             atomic_write_text(path, "".join(json.dumps(e) + "\n" for e in errors))
             raise StageError(f"{len(errors)} requests failed (first: {errors[0]['error']}); see {path}; rerun to retry")
         (output_dir / "errors.jsonl").unlink(missing_ok=True)
-        return _finish(cfg, input_dir, output_dir, model, chash, sampling, prompts, wanted, {"last_run": this_run})
+        return _finish(cfg, output_dir, model, chash, sampling, prompts, wanted, {"last_run": this_run})
+
+    def summary(self, manifest: dict[str, Any]) -> str:
+        return summary(manifest)
 
 
-def _finish(cfg, input_dir, output_dir, model, chash, sampling, prompts, wanted, extra) -> dict[str, Any]:
-    """Check the folder holds exactly the wanted samples and write the manifest (last)."""
+def _finish(cfg, output_dir, model, chash, sampling, prompts, wanted, extra) -> dict[str, Any]:
+    """The manifest body, once the folder is checked to hold exactly the wanted samples."""
     summary = _summary(output_dir, wanted)
-    manifest = {
-        **header("generate", cfg, input_dir),
+    return {
         "teacher": model,
         "teacher_ref": cfg.model,
         "content_hash": chash,
@@ -253,7 +281,6 @@ def _finish(cfg, input_dir, output_dir, model, chash, sampling, prompts, wanted,
         "stats": summary,
         **extra,
     }
-    return write_manifest(output_dir, manifest)
 
 
 def _generate(cfg, engine, model, sampling, todo, output_dir, already) -> tuple[list[dict[str, str]], dict]:
@@ -347,13 +374,8 @@ def summary(manifest: dict[str, Any]) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    flags = {
-        "--limit": ("generate.limit", int, "at most this many prompts from each source"),
-        "--shard": ("generate.shard", str, "i/N: generate only shard i of N (e.g. a Slurm array task)"),
-        "--merge-shards": ("generate.merge_shards", int, "N: check all N shards finished and combine them"),
-    }
-    return stage_main("generate", GenerateConfig, run, argv, __doc__, flags)
+STAGE = GenerateStage()
+run, main = STAGE.run, STAGE.main
 
 
 if __name__ == "__main__":

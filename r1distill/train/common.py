@@ -152,28 +152,27 @@ def check_resume(output_dir: Path, run_key: dict[str, Any], force: bool, stage: 
         state.write_text(json.dumps(run_key))
 
 
-def rank() -> int:
-    return int(os.environ.get("RANK", "0"))
+def _state():
+    from accelerate import PartialState
+
+    return PartialState()
 
 
 def is_main_process() -> bool:
-    return rank() == 0
+    """Rank 0 of the training job (accelerate's view; the trainer has opened the process group by then)."""
+    return _state().is_main_process
 
 
 def barrier() -> None:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
+    _state().wait_for_everyone()
 
 
 def finish_distributed() -> None:
     """End a multi-process run cleanly (gloo/NCCL abort at interpreter exit otherwise)."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
+    state = _state()
+    if state.num_processes > 1:
+        state.wait_for_everyone()
+        state.destroy_process_group()
 
 
 def save_final(trainer, tokenizer, output_dir: Path, card: str, base_model: str | None = None) -> None:

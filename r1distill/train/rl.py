@@ -27,8 +27,8 @@ from typing import Any
 
 from r1distill.core.config import ConfigError, config_hash
 from r1distill.core.models import load_tokenizer, resolve_model
-from r1distill.core.stage import header, stage_main
-from r1distill.core.store import StageError, manifest_hash, read_manifest, write_manifest
+from r1distill.core.stage import Stage
+from r1distill.core.store import StageError, manifest_hash, read_manifest
 from r1distill.generate import stage as generate
 from r1distill.generate.engines.base import Request, render_text
 from r1distill.generate.prompts import Prompt, SourceConfig
@@ -157,13 +157,36 @@ def validate(cfg: RLStageConfig) -> None:
     rewards.check(cfg.rewards, "rl.rewards", max_tokens=cfg.trl.get("max_completion_length", default))
 
 
-def run(cfg: RLStageConfig, input_dir: Path | None, output_dir: Path, force: bool = False) -> dict[str, Any]:
-    """Select prompts (optional), train with GRPO, save the model into `output_dir`, write the manifest last."""
+class RLStage(Stage):
+    name, Config, upstream, needs_input, distributed = "rl", RLStageConfig, "sft", False, True
+
+    def input_stage(self, recipe: Any) -> str | None:
+        section = recipe.data.get("rl") or {}
+        return None if isinstance(section, dict) and section.get("model") else self.upstream
+
+    def validate(self, cfg: RLStageConfig) -> None:
+        validate(cfg)
+
+    def describe(self, cfg: RLStageConfig, inp, recipe) -> list[tuple[str, str]]:
+        from r1distill.pipeline import describe
+
+        return [
+            *describe.training_lines(self.name, cfg, inp, recipe),
+            *[("prompts", describe.source_text(src)) for src in cfg.sources],
+            ("rewards", ", ".join(f"{k} x {v}" for k, v in cfg.rewards.items())),
+        ]
+
+    def work(self, cfg: RLStageConfig, input_dir, output_dir: Path, prepared, force: bool = False, **kw) -> dict | None:
+        """Select prompts (optional), train with GRPO, save the model; the manifest body on rank 0."""
+        return _train(cfg, input_dir, output_dir, force)
+
+    def summary(self, manifest: dict[str, Any]) -> str:
+        return summary(manifest)
+
+
+def _train(cfg: RLStageConfig, input_dir: Path | None, output_dir: Path, force: bool) -> dict[str, Any] | None:
     from trl import GRPOConfig, GRPOTrainer
 
-    output_dir = Path(output_dir)
-    input_dir = Path(input_dir) if input_dir else None
-    validate(cfg)
     model = policy_model(cfg, input_dir)
     prompts = load_prompts(cfg)
     deepspeed = training.deepspeed_config(cfg.deepspeed, "rl.deepspeed")
@@ -185,7 +208,7 @@ def run(cfg: RLStageConfig, input_dir: Path | None, output_dir: Path, force: boo
             rows = _select(cfg, gen, model, prompts, output_dir, grader)
             if cfg.select_only:
                 training.finish_distributed()
-                return {}
+                return None
             train_prompts = selection.kept_prompts(prompts, rows)
         elif cfg.select_only:
             raise StageError("rl: --select-only needs an rl.selection section")
@@ -213,7 +236,7 @@ def run(cfg: RLStageConfig, input_dir: Path | None, output_dir: Path, force: boo
         asdict(cfg), {k: results[k] for k in ("steps", "reward_first", "reward_last")},
     )  # fmt: skip
     training.save_final(trainer, tok, output_dir, card, base_model=model if lora else None)
-    manifest = None
+    fields = None
     if training.is_main_process():
         fields = {
             "base_model": cfg.model or model,
@@ -223,9 +246,8 @@ def run(cfg: RLStageConfig, input_dir: Path | None, output_dir: Path, force: boo
             "rewards": {rewards.callable_name(f): w for f, w in zip(funcs, weights, strict=True)},
             **results,
         }
-        manifest = write_manifest(output_dir, {**header("rl", cfg, input_dir), **fields})
     training.finish_distributed()
-    return manifest or {}
+    return fields
 
 
 def _prompts_description(cfg: RLStageConfig) -> str:
@@ -274,12 +296,16 @@ def summary(manifest: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+STAGE = RLStage()
+run = STAGE.run
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--select-only" in argv:
         argv.remove("--select-only")
         argv.append("rl.select_only=true")
-    return stage_main("rl", Config, run, argv, __doc__)
+    return STAGE.main(argv)
 
 
 if __name__ == "__main__":

@@ -22,8 +22,8 @@ from typing import Any
 
 from r1distill.core.config import config_hash, load_recipe
 from r1distill.core.models import BUNDLED, load_tokenizer, resolve_model
-from r1distill.core.stage import header, make_parser, resolve_dirs, setup_logging, stage_main
-from r1distill.core.store import StageError, manifest_hash, read_manifest, write_manifest
+from r1distill.core.stage import Stage, setup_logging
+from r1distill.core.store import StageError, manifest_hash, read_manifest
 from r1distill.train import common as training
 
 log = logging.getLogger(__name__)
@@ -174,30 +174,47 @@ def prepare(cfg: SFTStageConfig, input_dir: Path | None, output_dir: Path, force
     return Prepared(trainer, tok, student, lora is not None, described, len(train))
 
 
-def run(cfg: SFTStageConfig, input_dir: Path | None, output_dir: Path, force: bool = False) -> dict[str, Any]:
-    """Train (resuming from the newest complete checkpoint), save the model into `output_dir`, write the manifest
-    last; returns the manifest (on rank 0; {} elsewhere)."""
-    output_dir = Path(output_dir)
-    job = prepare(cfg, input_dir, output_dir, force)
-    resume = training.last_checkpoint(output_dir)
-    if resume:
-        log.info("sft: resuming from %s", resume)
-    t0 = time.monotonic()
-    job.trainer.train(resume_from_checkpoint=resume)
-    summary = _train_summary(job.trainer, time.monotonic() - t0, resume)
-    card = training.model_card(
-        f"{output_dir.name}: SFT of {cfg.model}", cfg.model, job.described["dataset"],
-        job.described.get("dataset_card_sha256"), asdict(cfg), summary,
-    )  # fmt: skip
-    training.save_final(job.trainer, job.tokenizer, output_dir, card, base_model=job.student if job.lora else None)
-    manifest = {}
-    if training.is_main_process():
-        _fix_generation_config(output_dir, job.tokenizer)
-        fields = {"base_model": cfg.model, **job.described, "train_rows": job.train_rows, **summary}
-        manifest = write_manifest(output_dir, {**header("sft", cfg, input_dir), **fields})
-        log.info("sft: %s -> %s", _describe(manifest), output_dir)
-    training.finish_distributed()
-    return manifest
+class SFTStage(Stage):
+    name, Config, upstream, needs_input, distributed = "sft", SFTStageConfig, "build", False, True
+
+    def input_stage(self, recipe: Any) -> str | None:
+        section = recipe.data.get("sft") or {}
+        return None if isinstance(section, dict) and section.get("dataset") else self.upstream
+
+    def validate(self, cfg: SFTStageConfig) -> None:
+        validate(cfg)
+
+    def describe(self, cfg: SFTStageConfig, inp, recipe) -> list[tuple[str, str]]:
+        from r1distill.pipeline import describe
+
+        return describe.training_lines(self.name, cfg, inp, recipe) + [("data", str(cfg.dataset or inp))]
+
+    def work(
+        self, cfg: SFTStageConfig, input_dir, output_dir: Path, prepared, force: bool = False, **kw
+    ) -> dict | None:
+        """Train (resuming from the newest complete checkpoint) and save the model into `output_dir`; returns the
+        manifest body on rank 0."""
+        job = prepare(cfg, input_dir, output_dir, force)
+        resume = training.last_checkpoint(output_dir)
+        if resume:
+            log.info("sft: resuming from %s", resume)
+        t0 = time.monotonic()
+        job.trainer.train(resume_from_checkpoint=resume)
+        summary = _train_summary(job.trainer, time.monotonic() - t0, resume)
+        card = training.model_card(
+            f"{output_dir.name}: SFT of {cfg.model}", cfg.model, job.described["dataset"],
+            job.described.get("dataset_card_sha256"), asdict(cfg), summary,
+        )  # fmt: skip
+        training.save_final(job.trainer, job.tokenizer, output_dir, card, base_model=job.student if job.lora else None)
+        fields = None
+        if training.is_main_process():
+            _fix_generation_config(output_dir, job.tokenizer)
+            fields = {"base_model": cfg.model, **job.described, "train_rows": job.train_rows, **summary}
+        training.finish_distributed()
+        return fields
+
+    def summary(self, manifest: dict[str, Any]) -> str:
+        return summary(manifest)
 
 
 def _train_summary(trainer, wall: float, resume: str | None) -> dict[str, Any]:
@@ -263,11 +280,11 @@ def _describe(manifest: dict[str, Any]) -> str:
 
 def _preflight_main(argv: list[str]) -> int:
     """`--preflight-only`: the template checks on the real dataset, then exit (0: ready to train, 2: not)."""
-    args = make_parser("sft", __doc__).parse_intermixed_args(argv)
+    args = STAGE.parser(__doc__).parse_intermixed_args(argv)
     setup_logging(args.verbose)
     try:
         recipe = load_recipe(args.config, args.overrides)
-        input_dir, _ = resolve_dirs(recipe, "sft", args.input, args.output)
+        input_dir, _ = STAGE.resolve_dirs(recipe, args.input, args.output)
         preflight_only(recipe.section("sft", Config), input_dir)
     except StageError as e:
         print(f"r1distill sft: preflight failed: {e}", file=sys.stderr)
@@ -280,12 +297,16 @@ def _num(x: float | None) -> str:
     return "-" if x is None else f"{x:.3f}"
 
 
+STAGE = SFTStage()
+run = STAGE.run
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--preflight-only" in argv:
         argv.remove("--preflight-only")
         return _preflight_main(argv)
-    return stage_main("sft", Config, run, argv, __doc__)
+    return STAGE.main(argv)
 
 
 if __name__ == "__main__":
