@@ -9,9 +9,10 @@ import pytest
 import yaml
 
 from r1distill.core.config import ConfigError, from_dict
-from r1distill.core.models import build_tiny_model
+from r1distill.core.records import prompt_key
 from r1distill.core.stage import is_done
 from r1distill.core.store import StageError, read_manifest
+from r1distill.testing.models import build_tiny_model
 from r1distill.train import rl, selection
 
 REAL_REWARDS = ("accuracy_reward", "format_reward", "length_reward", "repetition_reward")
@@ -126,7 +127,7 @@ def test_a_saved_selection_restricts_the_training_prompts(tmp_path, tiny):
         cfg.selection, rl.generate_config(cfg, model), model, {"lenient_think": False, "math_timeout_s": 5.0}
     )
     prompts = rl.load_prompts(cfg)
-    verdicts = [(selection.prompt_key(p.source, p.row), k < i % 5) for i, p in enumerate(prompts) for k in range(4)]
+    verdicts = [(prompt_key(p.source, p.row), k < i % 5) for i, p in enumerate(prompts) for k in range(4)]
     rows = selection.select(selection.pass_rates(verdicts), 0.2, 0.8)
     out = tmp_path / "rl"
     out.mkdir()

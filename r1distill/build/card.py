@@ -17,7 +17,7 @@ import numpy as np
 from huggingface_hub import DatasetCardData
 
 from r1distill import __version__
-from r1distill.core.store import read_manifest, shard_paths
+from r1distill.core.store import read_jsonl, read_manifest, shard_paths
 
 log = logging.getLogger(__name__)
 
@@ -112,16 +112,15 @@ def decontamination(manifest: dict[str, Any], folder: Path) -> Any:
     hits: dict[str, dict[str, int]] = {}
     for reason_dir in sorted((folder / "rejected").glob("*")):
         for path in shard_paths(reason_dir):
-            with open(path, encoding="utf-8") as f:
-                for line in f:
-                    info = json.loads(line).get("meta", {}).get("filter", {})
-                    if info.get("check") != "decontam":
-                        break
-                    bench = str(info.get("details", {}).get("benchmark", "unknown"))
-                    variant = str(info.get("details", {}).get("variant", "match"))
-                    hits.setdefault(bench, {"dropped": 0})
-                    hits[bench]["dropped"] += 1
-                    hits[bench][variant] = hits[bench].get(variant, 0) + 1
+            for _, record in read_jsonl(path):
+                info = record.get("meta", {}).get("filter", {})
+                if info.get("check") != "decontam":
+                    break
+                bench = str(info.get("details", {}).get("benchmark", "unknown"))
+                variant = str(info.get("details", {}).get("variant", "match"))
+                hits.setdefault(bench, {"dropped": 0})
+                hits[bench]["dropped"] += 1
+                hits[bench][variant] = hits[bench].get(variant, 0) + 1
     return hits
 
 

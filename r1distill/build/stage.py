@@ -147,7 +147,7 @@ def index_source(folder: Path) -> tuple[list[Path], list[tuple[int, int, str]], 
                 unclosed += 1
                 continue
             first_meta = sample.meta if first_meta is None else first_meta
-            refs.append((i, lineno, prompt_key(sample.problem)))
+            refs.append((i, lineno, problem_hash(sample.problem)))
     return shards, refs, unclosed, first_meta or {}
 
 
@@ -176,7 +176,7 @@ def take(samples: list[T], count: int, seed: int) -> list[T]:
     return [samples[i] for i in sorted(picked)]
 
 
-def prompt_key(problem: str) -> str:
+def problem_hash(problem: str) -> str:
     """What makes two samples the same prompt: the problem text, case and whitespace folded (hashed: 16 chars)."""
     return hashlib.blake2b(" ".join(problem.split()).lower().encode(), digest_size=8).hexdigest()
 
@@ -310,7 +310,7 @@ class SplitWriter:
             self.num_tokens.append(row["num_tokens"])
             self.completion_tokens.append(row["completion_tokens"])
             self.domains[row["domain"]] += 1
-            self.prompts.add(prompt_key(row["problem"]))
+            self.prompts.add(problem_hash(row["problem"]))
         while rows:
             room = self.per_shard - self.in_shard
             self._append(rows[:room])
@@ -462,7 +462,7 @@ def _flush(tok, cfg: BuildConfig, batch: list[dict[str, Any]], writers: dict, va
     count_tokens(tok, batch, cfg.tokenizer)
     by_split: dict[str, list[dict[str, Any]]] = {}
     for row in batch:
-        by_split.setdefault("validation" if prompt_key(row["problem"]) in val_keys else "train", []).append(row)
+        by_split.setdefault("validation" if problem_hash(row["problem"]) in val_keys else "train", []).append(row)
     for name, rows in by_split.items():
         writers[name].write(rows)
     progress.update(len(batch), sum(r["num_tokens"] for r in batch))

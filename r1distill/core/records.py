@@ -21,6 +21,12 @@ def sample_id(source: str, row: int | str, k: int) -> str:
     return f"{source}/{row}/{k}"
 
 
+def prompt_key(source: str, row: int | str) -> str:
+    """Which prompt a sample answers, `{source}/{row}`: its id without the sample index. (Two prompts with the same
+    text from different rows are different prompts here; build's `problem_hash` groups by text.)"""
+    return f"{source}/{row}"
+
+
 @dataclass(frozen=True)
 class Parsed:
     """A completion split at its `<think>` block.

@@ -207,7 +207,9 @@ class Stage:
         setup_logging(args.verbose)
         return self.cli(args.config, flag_overrides(self.flags, args), args.input, args.output, args.force)
 
-    def cli(self, config: str | Path, overrides: list[str], inp: str | None, out: str | None, force: bool) -> int:
+    def cli(
+        self, config: str | Path | dict, overrides: list[str], inp: str | None, out: str | None, force: bool
+    ) -> int:
         try:
             recipe = load_recipe(config, overrides)
             cfg = recipe.section(self.name, self.Config)

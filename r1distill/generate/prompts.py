@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from r1distill.core.store import StageError
+from r1distill.core.store import StageError, read_jsonl
 from r1distill.generate.problems import BUILTIN
 
 
@@ -50,17 +50,10 @@ class Prompt:
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as e:
-                raise StageError(f"{path}:{lineno}: malformed JSON ({e.msg}); fix or remove that line") from None
-            if not isinstance(row, dict):
-                raise StageError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            yield f"{path}:{lineno}", row
+    for lineno, row in read_jsonl(path, skip_blank=True):
+        if not isinstance(row, dict):
+            raise StageError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+        yield f"{path}:{lineno}", row
 
 
 def _rows(src: SourceConfig, where: str) -> Iterator[tuple[str, dict[str, Any]]]:

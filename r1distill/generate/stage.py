@@ -23,7 +23,7 @@ from r1distill.core.config import config_hash
 from r1distill.core.models import BUNDLED, resolve_model
 from r1distill.core.progress import Progress
 from r1distill.core.records import Sample, sample_id
-from r1distill.core.stage import Flag, Stage
+from r1distill.core.stage import Flag, Stage, flag_overrides, setup_logging
 from r1distill.core.store import ShardWriter, StageError, atomic_write_text, iter_records, recover
 from r1distill.generate.engines import ENGINES, Engine, Request, make_engine
 from r1distill.generate.engines.openai_http import HTTPSettings
@@ -202,7 +202,51 @@ class GenerateStage(Stage):
         "--limit": Flag("generate.limit", int, "at most this many prompts from each source", "N"),
         "--shard": Flag("generate.shard", str, "generate only shard i of N (e.g. a Slurm array task)", "i/N"),
         "--merge-shards": Flag("generate.merge_shards", int, "check all N shards finished and combine them", "N"),
+        "--temperature": Flag("generate.sampling.temperature", float, "sampling temperature (R1: 0.6)", "T"),
+        "--top-p": Flag("generate.sampling.top_p", float, "nucleus sampling (R1: 0.95)", "P"),
+        "--max-tokens": Flag("generate.sampling.max_tokens", int, "token budget per answer (R1: 32768)", "N"),
+        "--engine": Flag("generate.engine", str, "vllm, openai or ray", "NAME"),
     }
+
+    def parser(self, doc: str | None):
+        """The stage's parser, plus the flags that describe one prompt source, so that no recipe is needed:
+        `python -m r1distill.generate --model M --dataset data.jsonl --problem-field question --n 8 -o out/`."""
+        p = super().parser(doc)
+        for action in p._actions:
+            if action.dest == "config":
+                action.required = False
+                action.help = "recipe YAML (optional: the flags below describe a run without one)"
+        g = p.add_argument_group("a prompt source without a recipe (replaces the recipe's generate.sources)")
+        g.add_argument("--dataset", metavar="PATH|HUB_ID", help="a local .jsonl/.json/.parquet file or a Hub dataset")
+        g.add_argument(
+            "--problem-field", metavar="FIELD", default="problem", help="the problem text (default: problem)"
+        )
+        g.add_argument(
+            "--answer-field", metavar="FIELD", default="answer", help="the reference answer (default: answer)"
+        )
+        g.add_argument("--id-field", metavar="FIELD", help="a stable row id (default: the row number)")
+        g.add_argument("--split", metavar="NAME", default="train", help="Hub split (default: train)")
+        g.add_argument("--subset", metavar="NAME", help="Hub subset/config name")
+        g.add_argument("--domain", metavar="NAME", default="math", help="math, code or science (default: math)")
+        g.add_argument(
+            "--prompt-template", metavar="TEXT", help="with {problem}; default R1's: reason step by step, \\boxed{}"
+        )
+        return p
+
+    def main(self, argv: list[str] | None = None, doc: str | None = None) -> int:
+        args = self.parser(doc or __doc__).parse_intermixed_args(argv)
+        setup_logging(args.verbose)
+        try:
+            overrides = flag_overrides(self.flags, args)
+            if args.config is None and not (args.dataset and args.output):
+                raise StageError("generate: give --config RECIPE, or --dataset and --output (see --help)")
+            config = args.config if args.config is not None else recipe_without_file(args)
+            if args.dataset:
+                overrides.append("generate.sources=" + json.dumps([source_from_flags(args)]))
+        except StageError as e:
+            print(f"r1distill generate: error: {e}", file=sys.stderr)
+            return 2
+        return self.cli(config, overrides, args.input, args.output, args.force)
 
     def validate(self, cfg: GenerateConfig) -> None:
         validate(cfg)
@@ -267,6 +311,35 @@ class GenerateStage(Stage):
 
     def summary(self, manifest: dict[str, Any]) -> str:
         return summary(manifest)
+
+
+R1_PROMPT = "{problem}\nPlease reason step by step, and put your final answer within \\boxed{}."
+
+
+def source_from_flags(args) -> dict[str, Any]:
+    """`--dataset` and its field flags as one `generate.sources` entry: a path when the file exists, else a Hub id."""
+    from r1distill.core.models import HUB_ID
+
+    where = Path(args.dataset).expanduser()
+    if not where.exists() and where.suffix in (".jsonl", ".json", ".parquet", ".gz", ".csv"):
+        raise StageError(f"--dataset {args.dataset}: no such file")
+    if where.exists():
+        src: dict[str, Any] = {"name": where.stem, "path": str(where)}
+    elif HUB_ID.match(args.dataset):
+        src = {"name": args.dataset.rsplit("/", 1)[-1], "hub": args.dataset, "split": args.split}
+        if args.subset:
+            src["subset"] = args.subset
+    else:
+        raise StageError(f"--dataset {args.dataset}: no such file, and not a Hub dataset id (owner/name)")
+    src.update(problem_field=args.problem_field, answer_field=args.answer_field, domain=args.domain)
+    if args.id_field:
+        src["id_field"] = args.id_field
+    return src
+
+
+def recipe_without_file(args) -> dict[str, Any]:
+    """A recipe for a run described by flags alone: R1's prompt and sampling unless a flag says otherwise."""
+    return {"name": Path(args.output).name, "generate": {"prompt_template": args.prompt_template or R1_PROMPT}}
 
 
 def _finish(cfg, output_dir, model, chash, sampling, prompts, wanted, extra) -> dict[str, Any]:

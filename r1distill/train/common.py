@@ -235,10 +235,14 @@ def loss_history(output_dir: Path) -> list[dict[str, Any]]:
 def model_card(
     title: str, base_model: str, dataset: str, dataset_card_hash: str | None, config: dict, results: dict
 ) -> str:
-    """A Hub model card: what was trained, from what, on which dataset (and its card's hash), with which config."""
-    front = {"base_model": base_model, "library_name": "transformers", "tags": ["r1distill", "reasoning"]}
-    lines = ["---", *(f"{k}: {json.dumps(v)}" for k, v in front.items()), "---", "", f"# {title}", ""]
-    lines += [
+    """A Hub model card (huggingface_hub's `ModelCard`): what was trained, from what, on which dataset (and its
+    card's hash), with which config. Models are named by the recipe's reference (a Hub id, `bundled:smollm2`)."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    data = ModelCardData(base_model=base_model, library_name="transformers", tags=["r1distill", "reasoning"])
+    body = [
+        f"# {title}",
+        "",
         f"Fine-tuned from `{base_model}` by [r1distill](https://github.com/r1distill/r1distill).",
         "",
         f"- dataset: `{dataset}`" + (f" (card sha256 `{dataset_card_hash}`)" if dataset_card_hash else ""),
@@ -251,4 +255,4 @@ def model_card(
         "```",
         "",
     ]
-    return "\n".join(lines)
+    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body)))

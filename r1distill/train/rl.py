@@ -27,6 +27,7 @@ from typing import Any
 
 from r1distill.core.config import ConfigError, config_hash
 from r1distill.core.models import load_tokenizer, resolve_model
+from r1distill.core.records import prompt_key
 from r1distill.core.stage import Stage
 from r1distill.core.store import StageError, manifest_hash, read_manifest
 from r1distill.generate import stage as generate
@@ -128,7 +129,7 @@ def build_dataset(prompts: list[Prompt], gen: generate.GenerateConfig, tokenizer
         text = render_text(tokenizer, Request("", generate.messages_for(gen, p), prefill=gen.prefill))
         if bos and text.startswith(bos):  # TRL tokenises text prompts with special tokens: no second BOS
             text = text[len(bos) :]
-        key = selection.prompt_key(p.source, p.row)
+        key = prompt_key(p.source, p.row)
         rows.append({"prompt": text, "reference": _reference(p.reference), "domain": p.domain, "id": key})
     return datasets.Dataset.from_list(rows)
 

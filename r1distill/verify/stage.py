@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from r1distill.core.config import ConfigError, config_hash
+from r1distill.core.records import prompt_key
 from r1distill.core.stage import Stage
 from r1distill.core.store import ShardWriter, atomic_write_text, iter_records, manifest_hash, recover
 from r1distill.grading import Grade, Grader
@@ -99,9 +100,9 @@ def validate(cfg: VerifyConfig) -> None:
         raise ConfigError("verify.workers, verify.batch_size and verify.code.concurrency must be >= 1")
 
 
-def _prompt_key(record: dict[str, Any]) -> str:
+def _prompt_of(record: dict[str, Any]) -> str:
     if "source" in record and "row" in record:
-        return f"{record['source']}/{record['row']}"
+        return prompt_key(record["source"], record["row"])
     return str(record["id"]).rsplit("/", 1)[0]
 
 
@@ -166,7 +167,7 @@ def _select(cfg: VerifyConfig, graded: Path, output_dir: Path) -> dict[str, Any]
     p = cfg.policy
     per_prompt: dict[str, list[tuple[int, bool]]] = defaultdict(list)
     for r in iter_records(graded):
-        per_prompt[_prompt_key(r)].append((int(r.get("k", 0)), bool(r["meta"]["verify"]["correct"])))
+        per_prompt[_prompt_of(r)].append((int(r.get("k", 0)), bool(r["meta"]["verify"]["correct"])))
     dropped_prompts: dict[str, str] = {}
     keep_k: dict[str, set[int]] = {}
     for key, results in per_prompt.items():
@@ -186,7 +187,7 @@ def _select(cfg: VerifyConfig, graded: Path, output_dir: Path) -> dict[str, Any]
     by_domain: dict[str, Counter[str]] = defaultdict(Counter)
     with ShardWriter(output_dir, cfg.rows_per_shard) as writer:
         for r in iter_records(graded):
-            verdict, key, domain = r["meta"]["verify"], _prompt_key(r), str(r.get("domain"))
+            verdict, key, domain = r["meta"]["verify"], _prompt_of(r), str(r.get("domain"))
             by_reason[verdict["reason"]] += 1
             by_domain[domain]["samples"] += 1
             by_domain[domain]["correct"] += bool(verdict["correct"])
