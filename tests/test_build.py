@@ -279,6 +279,7 @@ def test_cli_bad_input_exits_2_with_a_clear_message(tmp_path, case):
         record = json.loads(path.read_text())
         del record["completion"]
         path.write_text(json.dumps(record) + "\n")
+        write_manifest(kept, read_manifest(kept))  # the shard as its manifest records it: only the field is wrong
         expect = [f"{path}:1", "no field 'completion'", "run `r1distill filter`"]
     elif case == "no_tokenizer":
         make_kept(kept, [make_sample(1)])

@@ -157,7 +157,7 @@ def test_lora_saves_the_merged_model_and_the_adapter(tmp_path, tiny):
 def test_user_errors_name_the_field(tmp_path, tiny):
     sft = tmp_path / "sft"
     sft.mkdir()
-    with pytest.raises(StageError, match=r"rl: .*sft holds no finished sft run \(no manifest.json\); run sft first"):
+    with pytest.raises(StageError, match=r"sft: no manifest.json; the sft stage did not finish there"):
         rl.run(from_dict(rl.Config, {**_section(tiny), "model": None}, "rl"), sft, tmp_path / "rl")
     with pytest.raises(ConfigError, match="rl.trl.reward_weights: give the weights in rl.rewards"):
         rl.run(_cfg(tiny, trl={"reward_weights": [1.0]}), None, tmp_path / "rl")

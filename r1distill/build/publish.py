@@ -212,14 +212,19 @@ class PublishStage(Stage):
         except ValueError as e:
             raise StageError(f"publish.repo_id {cfg.repo_id!r}: {e}") from None
 
-    def work(self, cfg: PublishConfig, build_dir: Path, output_dir: Path, prepared, api=None, **kw) -> dict[str, Any]:
-        """Push the build folder to `cfg.repo_id`; the manifest is the receipt. `api` defaults to
-        `huggingface_hub.HfApi` on the configured endpoint with the user's token."""
+    def prepare(self, cfg: PublishConfig, build_dir: Path, output_dir: Path) -> tuple[dict, dict]:
+        """What would be uploaded, checked before anything is written: (build manifest, local metadata)."""
         if output_dir.resolve() == build_dir.resolve():
             raise StageError("publish: --output must not be the build folder (publish never writes there)")
         build = read_manifest(build_dir) or {}
         local = local_meta(build_dir)
         check_files(build_dir, build, local)
+        return build, local
+
+    def work(self, cfg: PublishConfig, build_dir: Path, output_dir: Path, prepared, api=None, **kw) -> dict[str, Any]:
+        """Push the build folder to `cfg.repo_id`; the manifest is the receipt. `api` defaults to
+        `huggingface_hub.HfApi` on the configured endpoint with the user's token."""
+        build, local = prepared
         endpoint = endpoint_of(cfg)
         if api is None:
             from huggingface_hub import HfApi
@@ -249,7 +254,8 @@ class PublishStage(Stage):
         }
 
     def summary(self, manifest: dict[str, Any]) -> str:
-        return summary(manifest)
+        done = "uploaded" if manifest["action"] == "upload" else "already there"
+        return f"{manifest['repo_id']}@{manifest['revision']}: {done} (content {manifest['content_hash']})"
 
 
 def _upload(cfg: PublishConfig, api, endpoint: str, remote, build_dir: Path, local: dict[str, Any]) -> str:
@@ -279,13 +285,8 @@ def _upload(cfg: PublishConfig, api, endpoint: str, remote, build_dir: Path, loc
     return commit_url
 
 
-def summary(manifest: dict[str, Any]) -> str:
-    done = "uploaded" if manifest["action"] == "upload" else "already there"
-    return f"{manifest['repo_id']}@{manifest['revision']}: {done} (content {manifest['content_hash']})"
-
-
 STAGE = PublishStage()
-run = STAGE.run
+run, summary = STAGE.run, STAGE.summary
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -438,7 +438,10 @@ class BuildStage(Stage):
         return manifest
 
     def summary(self, manifest: dict[str, Any]) -> str:
-        return summary(manifest)
+        """One line a person reads at the end of a run."""
+        counts = ", ".join(f"{name} {n} rows" for name, n in manifest["counts"].items())
+        lengths = manifest["lengths"].get("train", {})
+        return f"{counts}; train tokens mean {lengths.get('mean')} max {lengths.get('max')}; card README.md"
 
 
 @dataclass
@@ -468,15 +471,8 @@ def _flush(tok, cfg: BuildConfig, batch: list[dict[str, Any]], writers: dict, va
     progress.update(len(batch), sum(r["num_tokens"] for r in batch))
 
 
-def summary(manifest: dict[str, Any]) -> str:
-    """One line a person reads at the end of a run."""
-    counts = ", ".join(f"{name} {n} rows" for name, n in manifest["counts"].items())
-    lengths = manifest["lengths"].get("train", {})
-    return f"{counts}; train tokens mean {lengths.get('mean')} max {lengths.get('max')}; card README.md"
-
-
 STAGE = BuildStage()
-run, main = STAGE.run, STAGE.main
+run, main, summary = STAGE.run, STAGE.main, STAGE.summary
 
 
 if __name__ == "__main__":

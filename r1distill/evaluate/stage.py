@@ -394,7 +394,17 @@ class EvaluateStage(Stage):
         return {"model": main.ref, "counts": counts, "report": report}
 
     def summary(self, manifest: dict[str, Any]) -> str:
-        return summary(manifest)
+        """One part per benchmark and model, for a person to read at the end of a run."""
+        report = manifest.get("report", {})
+        parts = []
+        for name, label, m in table_rows(report) if report else []:
+            lo, hi = m["pass@1_ci95"]
+            cons = "".join(f", {k} {100 * v:.1f}" for k, v in m.items() if k.startswith("cons@"))
+            parts.append(
+                f"{name} ({label}): pass@1 {100 * m['pass@1']:.1f} (95% CI {100 * lo:.1f}-{100 * hi:.1f}){cons}, "
+                f"truncated {100 * m['truncation_rate']:.1f}% over {m['problems']} problems x n={m['n']}"
+            )
+        return "; ".join(parts) or "no report"
 
 
 def _evaluate_model(
@@ -415,13 +425,14 @@ def _evaluate_model(
             problems = bdir / "problems.jsonl"
             _write_problems(problems, rows[bench.name])
             gcfg = _generate_config(cfg, subject.ref, bench, problems)
-            if engine is None and _needs_samples(gcfg, bdir / "samples", len(rows[bench.name])):
+            needed = _needs_samples(gcfg, bdir / "samples", len(rows[bench.name]))
+            if engine is None and needed:
                 engine = own = generate.start_engine(gcfg)
             gen = generate.run(gcfg, None, bdir / "samples", engine=engine)
             m = _score_benchmark(cfg, bench, bdir, {r["id"] for r in rows[bench.name]})
             m["published"] = benchmarks.published_for(bench, subject.published_as)
             m["published_cons"] = benchmarks.published_for(bench, subject.published_as, cons=True)
-            m["last_run_samples"] = gen.get("last_run", {}).get("samples", 0)
+            m["last_run_samples"] = gen.get("last_run", {}).get("samples", 0) if needed else 0
             if bench.note:
                 m["note"] = bench.note
             results[bench.name] = m
@@ -464,27 +475,13 @@ def _needs_samples(gcfg: generate.GenerateConfig, samples_dir: Path, problems: i
     )
 
 
-def summary(manifest: dict[str, Any]) -> str:
-    """One part per benchmark and model, for a person to read at the end of a run."""
-    report = manifest.get("report", {})
-    parts = []
-    for name, label, m in table_rows(report) if report else []:
-        lo, hi = m["pass@1_ci95"]
-        cons = "".join(f", {k} {100 * v:.1f}" for k, v in m.items() if k.startswith("cons@"))
-        parts.append(
-            f"{name} ({label}): pass@1 {100 * m['pass@1']:.1f} (95% CI {100 * lo:.1f}-{100 * hi:.1f}){cons}, "
-            f"truncated {100 * m['truncation_rate']:.1f}% over {m['problems']} problems x n={m['n']}"
-        )
-    return "; ".join(parts) or "no report"
-
-
 def _benchmark_list(text: str) -> str:
     """`--benchmarks a,b` as the YAML list override `[a, b]`."""
     return "[" + ", ".join(s.strip() for s in text.split(",") if s.strip()) + "]"
 
 
 STAGE = EvaluateStage()
-run, main = STAGE.run, STAGE.main
+run, main, summary = STAGE.run, STAGE.main, STAGE.summary
 
 
 if __name__ == "__main__":

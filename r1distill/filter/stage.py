@@ -275,7 +275,12 @@ class FilterStage(Stage):
         }
 
     def summary(self, manifest: dict[str, Any]) -> str:
-        return summary(manifest)
+        """One line a person reads at the end of a run: the funnel and where the report is."""
+        c = manifest["counts"]
+        steps = ", ".join(f"{s['step']} {s['dropped']}" for s in manifest.get("funnel", []) if s.get("dropped"))
+        return (
+            f"{c['in']} in, {c['kept']} kept; dropped: {steps or 'none'}; report: {manifest.get('report', 'report.md')}"
+        )
 
 
 def _first_pass(
@@ -421,15 +426,8 @@ def _funnel_order(check_names: list[str], by_reason: Counter[str], check_of: dic
     return sorted(by_reason, key=lambda r: (rank.get(check_of[r], len(rank)), -by_reason[r], r))
 
 
-def summary(manifest: dict[str, Any]) -> str:
-    """One line a person reads at the end of a run: the funnel and where the report is."""
-    c = manifest["counts"]
-    steps = ", ".join(f"{s['step']} {s['dropped']}" for s in manifest.get("funnel", []) if s.get("dropped"))
-    return f"{c['in']} in, {c['kept']} kept; dropped: {steps or 'none'}; report: {manifest.get('report', 'report.md')}"
-
-
 STAGE = FilterStage()
-run, main = STAGE.run, STAGE.main
+run, main, summary = STAGE.run, STAGE.main, STAGE.summary
 
 
 if __name__ == "__main__":

@@ -310,7 +310,14 @@ class GenerateStage(Stage):
         return _finish(cfg, output_dir, model, chash, sampling, prompts, wanted, {"last_run": this_run})
 
     def summary(self, manifest: dict[str, Any]) -> str:
-        return summary(manifest)
+        """One line a person reads at the end of a run."""
+        s, last = manifest["stats"], manifest.get("last_run", {})
+        finish = ", ".join(f"{k} {v}" for k, v in sorted(s["finish_reasons"].items()))
+        rate = f", this run {last['output_tok_per_s']:.0f} output tok/s" if last.get("samples") else ""
+        return (
+            f"{s['samples']} samples ({manifest['counts']['prompts']} prompts x n={manifest['counts']['n']}), "
+            f"{s['completion_tokens']} output tokens (mean {s['mean_completion_tokens']}){rate}; finish: {finish}"
+        )
 
 
 R1_PROMPT = "{problem}\nPlease reason step by step, and put your final answer within \\boxed{}."
@@ -436,19 +443,8 @@ def _generate(cfg, engine, model, sampling, todo, output_dir, already) -> tuple[
     }
 
 
-def summary(manifest: dict[str, Any]) -> str:
-    """One line a person reads at the end of a run."""
-    s, last = manifest["stats"], manifest.get("last_run", {})
-    finish = ", ".join(f"{k} {v}" for k, v in sorted(s["finish_reasons"].items()))
-    rate = f", this run {last['output_tok_per_s']:.0f} output tok/s" if last.get("samples") else ""
-    return (
-        f"{s['samples']} samples ({manifest['counts']['prompts']} prompts x n={manifest['counts']['n']}), "
-        f"{s['completion_tokens']} output tokens (mean {s['mean_completion_tokens']}){rate}; finish: {finish}"
-    )
-
-
 STAGE = GenerateStage()
-run, main = STAGE.run, STAGE.main
+run, main, summary = STAGE.run, STAGE.main, STAGE.summary
 
 
 if __name__ == "__main__":

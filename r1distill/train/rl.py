@@ -182,7 +182,23 @@ class RLStage(Stage):
         return _train(cfg, input_dir, output_dir, force)
 
     def summary(self, manifest: dict[str, Any]) -> str:
-        return summary(manifest)
+        """One line for `r1distill run`: steps, prompts, reward (and each reward) and KL from first to last step."""
+        if not manifest:
+            return "not finished"
+
+        def num(x: Any) -> str:
+            return "-" if x is None else f"{x:.3f}"
+
+        parts = [f"{manifest.get('steps')} GRPO steps on {manifest.get('train_prompts')} prompts"]
+        sel = manifest.get("selection")
+        if sel:
+            parts[0] += f" (selected {sel['kept']} of {sel['measured']} by pass rate)"
+        parts.append(f"reward {num(manifest.get('reward_first'))} -> {num(manifest.get('reward_last'))}")
+        first, last = manifest.get("rewards_first") or {}, manifest.get("rewards_last") or {}
+        parts += [f"{name} {num(first.get(name))} -> {num(last.get(name))}" for name in last]
+        if manifest.get("kl_last") is not None:
+            parts.append(f"kl {num(manifest.get('kl_first'))} -> {num(manifest.get('kl_last'))}")
+        return ", ".join(parts)
 
 
 def _train(cfg: RLStageConfig, input_dir: Path | None, output_dir: Path, force: bool) -> dict[str, Any] | None:
@@ -277,28 +293,8 @@ def train_summary(log_history: list[dict[str, Any]], steps: int, wall: float, re
     }
 
 
-def summary(manifest: dict[str, Any]) -> str:
-    """One line for `r1distill run`: steps, prompts, reward (and each reward) and KL from first to last step."""
-    if not manifest:
-        return "not finished"
-
-    def num(x: Any) -> str:
-        return "-" if x is None else f"{x:.3f}"
-
-    parts = [f"{manifest.get('steps')} GRPO steps on {manifest.get('train_prompts')} prompts"]
-    sel = manifest.get("selection")
-    if sel:
-        parts[0] += f" (selected {sel['kept']} of {sel['measured']} by pass rate)"
-    parts.append(f"reward {num(manifest.get('reward_first'))} -> {num(manifest.get('reward_last'))}")
-    first, last = manifest.get("rewards_first") or {}, manifest.get("rewards_last") or {}
-    parts += [f"{name} {num(first.get(name))} -> {num(last.get(name))}" for name in last]
-    if manifest.get("kl_last") is not None:
-        parts.append(f"kl {num(manifest.get('kl_first'))} -> {num(manifest.get('kl_last'))}")
-    return ", ".join(parts)
-
-
 STAGE = RLStage()
-run = STAGE.run
+run, summary = STAGE.run, STAGE.summary
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -214,7 +214,7 @@ class SFTStage(Stage):
         return fields
 
     def summary(self, manifest: dict[str, Any]) -> str:
-        return summary(manifest)
+        return _describe(manifest) if manifest else "not finished"
 
 
 def _train_summary(trainer, wall: float, resume: str | None) -> dict[str, Any]:
@@ -266,10 +266,6 @@ def preflight_only(cfg: SFTStageConfig, input_dir: Path | None) -> None:
     prepare_tokenizer(cfg, student, args, train[0]["messages"], _generation_config(student))
 
 
-def summary(manifest: dict[str, Any]) -> str:
-    return _describe(manifest) if manifest else "not finished"
-
-
 def _describe(manifest: dict[str, Any]) -> str:
     speed = manifest.get("train_tokens_per_s")
     return (
@@ -298,7 +294,7 @@ def _num(x: float | None) -> str:
 
 
 STAGE = SFTStage()
-run = STAGE.run
+run, summary = STAGE.run, STAGE.summary
 
 
 def main(argv: list[str] | None = None) -> int:

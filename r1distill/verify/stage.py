@@ -247,22 +247,18 @@ class VerifyStage(Stage):
         return result
 
     def summary(self, manifest: dict[str, Any]) -> str:
-        return summary(manifest)
-
-
-def summary(manifest: dict[str, Any]) -> str:
-    """One line a person reads at the end of a run."""
-    c = manifest["counts"]
-    dropped = ", ".join(f"{k} {v}" for k, v in sorted(c.get("dropped", {}).items()))
-    return (
-        f"{c['samples']} samples graded: {c['correct']} correct ({c['correct'] / max(c['samples'], 1):.0%}), "
-        f"{c['kept']} kept; dropped: {dropped or 'none'}; prompts never solved {c.get('prompts_never_solved', 0)}, "
-        f"always solved {c.get('prompts_always_solved', 0)}"
-    )
+        """One line a person reads at the end of a run."""
+        c = manifest["counts"]
+        dropped = ", ".join(f"{k} {v}" for k, v in sorted(c.get("dropped", {}).items()))
+        return (
+            f"{c['samples']} samples graded: {c['correct']} correct ({c['correct'] / max(c['samples'], 1):.0%}), "
+            f"{c['kept']} kept; dropped: {dropped or 'none'}; prompts never solved {c.get('prompts_never_solved', 0)}, "
+            f"always solved {c.get('prompts_always_solved', 0)}"
+        )
 
 
 STAGE = VerifyStage()
-run, main = STAGE.run, STAGE.main
+run, main, summary = STAGE.run, STAGE.main, STAGE.summary
 
 
 if __name__ == "__main__":
