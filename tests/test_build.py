@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from r1distill.build import stage as build
-from r1distill.build.stage import BuildConfig, MixSource, assistant_content, mix_counts, problem_hash
+from r1distill.build.sources import mix_counts, problem_hash
+from r1distill.build.stage import BuildConfig, MixSource, assistant_content
 from r1distill.core.records import Sample
 from r1distill.core.store import ShardWriter, StageError, read_manifest, write_manifest
 

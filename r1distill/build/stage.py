@@ -18,33 +18,24 @@ and `manifest.json` last. `datasets.load_dataset(OUTPUT)` reads it.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import logging
-import os
-import random
 import sys
-import tempfile
-from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from r1distill.build.card import length_stats, render_card
+from r1distill.build.parquet import SplitWriter, content_hash, schema
+from r1distill.build.sources import Source, load_sources, mix_counts, picked_rows, problem_hash, split_groups, take
 from r1distill.core import models
 from r1distill.core.models import BUNDLED
 from r1distill.core.progress import Progress
 from r1distill.core.records import Sample
-from r1distill.core.stage import Stage, check_input, header
+from r1distill.core.stage import Stage, header
 from r1distill.core.store import (
     StageError,
     atomic_write_text,
-    manifest_hash,
-    read_jsonl,
-    sha256_file,
-    shard_paths,
 )
 
 log = logging.getLogger(__name__)
@@ -95,101 +86,6 @@ Config = BuildConfig
 def assistant_content(reasoning: str, answer: str) -> str:
     """The assistant turn SFT trains on: R1's `<think>` block, a blank line, the final answer."""
     return f"<think>\n{reasoning}\n</think>\n\n{answer}"
-
-
-def _records(path: Path, folder: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, record) of one shard; a record missing a required field is an error naming file, line, field."""
-    for lineno, data in read_jsonl(path):
-        if not isinstance(data, dict):
-            raise StageError(f"{path}:{lineno}: not a JSON object; build reads a finished filter folder")
-        missing = [k for k in REQUIRED_FIELDS if k not in data]
-        if missing:
-            raise StageError(
-                f"{path}:{lineno}: record has no field {missing[0]!r}; build reads Sample records "
-                f"({', '.join(REQUIRED_FIELDS)}, ...) from a finished filter folder: run `r1distill filter`"
-            )
-        if not isinstance(data["messages"], list) or not any(
-            isinstance(m, dict) and m.get("role") == "user" for m in data["messages"]
-        ):
-            raise StageError(f"{path}:{lineno}: field 'messages' needs a list with a user turn")
-        for key, default in (("source", folder.name), ("row", data["id"]), ("k", 0), ("domain", "unknown")):
-            data.setdefault(key, default)
-        data.setdefault("reference", None)
-        yield lineno, data
-
-
-@dataclass
-class Source:
-    """One input folder of kept samples, indexed so that mixing and splitting never hold the texts in memory:
-    `refs` = (shard, line, prompt key) per sample with a closed `<think>` block; the others are only counted
-    (`unclosed`: no training target). `first_meta` is the first sample's meta, for the card."""
-
-    name: str
-    path: Path
-    weight: float
-    manifest: dict[str, Any]
-    manifest_hash: str | None
-    shards: list[Path]
-    refs: list[tuple[int, int, str]]
-    unclosed: int
-    first_meta: dict[str, Any]
-
-
-def index_source(folder: Path) -> tuple[list[Path], list[tuple[int, int, str]], int, dict[str, Any]]:
-    """(shards, refs, unclosed, first_meta) of a folder (see `Source`)."""
-    shards = shard_paths(folder)
-    refs: list[tuple[int, int, str]] = []
-    unclosed, first_meta = 0, None
-    for i, path in enumerate(shards):
-        for lineno, data in _records(path, folder):
-            sample = Sample.from_dict(data)
-            if not sample.parsed.closed:
-                unclosed += 1
-                continue
-            first_meta = sample.meta if first_meta is None else first_meta
-            refs.append((i, lineno, problem_hash(sample.problem)))
-    return shards, refs, unclosed, first_meta or {}
-
-
-def mix_counts(sizes: list[int], weights: list[float], total: int | None) -> list[int]:
-    """Rows to take from each source so their shares follow `weights` (largest-remainder rounding, exact sum)."""
-    if any(w <= 0 for w in weights):
-        raise StageError("build.weight / build.mix[].weight: every weight must be > 0")
-    shares = [w / sum(weights) for w in weights]
-    if total is None:
-        total = int(min(n / p for n, p in zip(sizes, shares, strict=True)) + 1e-9)
-    exact = [p * total for p in shares]
-    counts = [int(x) for x in exact]
-    order = sorted(range(len(exact)), key=lambda i: (counts[i] - exact[i], i))
-    for i in order[: total - sum(counts)]:
-        counts[i] += 1
-    return counts
-
-
-def take(samples: list[T], count: int, seed: int) -> list[T]:
-    """`count` items drawn without replacement (whole passes repeat when count exceeds the source), in order."""
-    if not samples or count == 0:
-        return []
-    rng = random.Random(seed)
-    full, rest = divmod(count, len(samples))
-    picked = list(range(len(samples))) * full + sorted(rng.sample(range(len(samples)), rest))
-    return [samples[i] for i in sorted(picked)]
-
-
-def problem_hash(problem: str) -> str:
-    """What makes two samples the same prompt: the problem text, case and whitespace folded (hashed: 16 chars)."""
-    return hashlib.blake2b(" ".join(problem.split()).lower().encode(), digest_size=8).hexdigest()
-
-
-def split_groups(keys: list[str], fraction: float, seed: int) -> set[str]:
-    """The prompt keys that go to validation: a seeded hash order, first round(fraction * prompts) of them."""
-    if not 0 <= fraction < 1:
-        raise StageError(f"build.validation_fraction: must be in [0, 1), got {fraction}")
-    unique = sorted(set(keys), key=lambda k: hashlib.sha256(f"{seed}:{k}".encode()).hexdigest())
-    n_val = round(fraction * len(unique))
-    if fraction > 0 and n_val == 0 and len(unique) > 1:
-        n_val = 1
-    return set(unique[:n_val])
 
 
 def load_tokenizer(name: str):
@@ -247,115 +143,6 @@ def _render(tok, row: dict[str, Any], tokenizer_name: str) -> str:
     return text
 
 
-def _schema(with_prompt_completion: bool):
-    import pyarrow as pa
-
-    msgs = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
-    cols = [("id", pa.string()), ("source", pa.string()), ("domain", pa.string()), ("problem", pa.string()),
-            ("reference", pa.string()), ("messages", msgs), ("meta", pa.string())]  # fmt: skip
-    if with_prompt_completion:
-        cols += [("prompt", msgs), ("completion", msgs)]
-    return pa.schema(cols + [("num_tokens", pa.int64()), ("completion_tokens", pa.int64())])
-
-
-class SplitWriter:
-    """Rows of one split into `data/{split}-NNNNN-of-NNNNN.parquet`, `per_shard` rows a file, appended in row groups
-    so that memory holds one batch, never the split. Each file is written as a temp file and renamed when full.
-    Also keeps what the manifest and card report: a hash of the rows, token counts, domains, prompts."""
-
-    def __init__(self, out_dir: Path, split: str, total: int, per_shard: int, schema):
-        self.dir, self.split, self.per_shard, self.schema = out_dir / "data", split, per_shard, schema
-        self.n_shards = max(1, -(-total // per_shard))
-        self.shard = self.in_shard = 0
-        self.writer = self.tmp = None
-        self.files: list[dict[str, Any]] = []
-        self.hash = hashlib.sha256(split.encode())
-        self.num_tokens: list[int] = []
-        self.completion_tokens: list[int] = []
-        self.domains: Counter[str] = Counter()
-        self.prompts: set[str] = set()
-
-    def _path(self) -> Path:
-        return self.dir / f"{self.split}-{self.shard:05d}-of-{self.n_shards:05d}.parquet"
-
-    def _append(self, rows: list[dict[str, Any]]) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        if self.writer is None:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            fd, self.tmp = tempfile.mkstemp(dir=self.dir, prefix=f".{self._path().name}.", suffix=".tmp")
-            os.close(fd)
-            self.writer = pq.ParquetWriter(self.tmp, self.schema)
-        self.writer.write_table(pa.Table.from_pylist(rows, schema=self.schema))
-        self.in_shard += len(rows)
-        if self.in_shard >= self.per_shard:
-            self._seal()
-
-    def _seal(self) -> None:
-        if self.writer is None:
-            return
-        self.writer.close()
-        path = self._path()
-        os.chmod(self.tmp, 0o644)  # mkstemp makes it private; a dataset is meant to be read by others
-        os.replace(self.tmp, path)
-        self.files.append({"name": f"data/{path.name}", "split": self.split, "rows": self.in_shard,
-                           "sha256": sha256_file(path)})  # fmt: skip
-        self.writer = self.tmp = None
-        self.shard, self.in_shard = self.shard + 1, 0
-
-    def write(self, rows: list[dict[str, Any]]) -> None:
-        for row in rows:
-            self.hash.update(json.dumps(row, sort_keys=True, ensure_ascii=False).encode())
-            self.num_tokens.append(row["num_tokens"])
-            self.completion_tokens.append(row["completion_tokens"])
-            self.domains[row["domain"]] += 1
-            self.prompts.add(problem_hash(row["problem"]))
-        while rows:
-            room = self.per_shard - self.in_shard
-            self._append(rows[:room])
-            rows = rows[room:]
-
-    def close(self) -> None:
-        self._seal()
-
-    def abort(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.tmp)
-
-
-def _source_name(path: Path) -> str:
-    # In a run dir the folder is RUN_DIR/filter: the run's name says more than "filter".
-    return (path.resolve().parent.name if path.name == "filter" else path.name) or "input"
-
-
-def _sources(cfg: BuildConfig, input_dir: Path) -> list[Source]:
-    given = [(_source_name(input_dir), input_dir, cfg.weight)]
-    given += [(m.name or _source_name(Path(m.path)), Path(m.path), m.weight) for m in cfg.mix]
-    sources = []
-    for name, path, weight in given:
-        manifest = check_input(path, "filter")
-        src = Source(name, path, weight, manifest, manifest_hash(path), *index_source(path))
-        if not src.refs:
-            raise StageError(
-                f"{path}: no usable kept samples (0 rows with a closed <think> block in part-*.jsonl, "
-                f"{src.unclosed} without); loosen the filter policy or generate more samples, then rerun filter"
-            )
-        sources.append(src)
-    return sources
-
-
-def _picked_rows(src: Source, picked: list[tuple[int, int, str]], cfg: BuildConfig) -> Iterator[dict]:
-    """The rows of the picked samples, read back shard by shard in file order (a repeated pick repeats its row)."""
-    want = Counter((shard, line) for shard, line, _ in picked)
-    for i, path in enumerate(src.shards):
-        for lineno, data in _records(path, src.path):
-            for _ in range(want.get((i, lineno), 0)):
-                yield to_row(Sample.from_dict(data), cfg.system_prompt, cfg.prompt_completion)
-
-
 class BuildStage(Stage):
     name, Config, upstream = "build", BuildConfig, "filter"
 
@@ -372,7 +159,7 @@ class BuildStage(Stage):
 
     def prepare(self, cfg: BuildConfig, input_dir: Path, output_dir: Path) -> Plan:
         """Index the sources, decide the mix and the split (the rows themselves are read in `work`)."""
-        sources = _sources(cfg, input_dir)
+        sources = load_sources(cfg, input_dir)
         tok = load_tokenizer(cfg.tokenizer)
         counts = mix_counts([len(s.refs) for s in sources], [s.weight for s in sources], cfg.total)
         picks = [
@@ -384,19 +171,20 @@ class BuildStage(Stage):
 
     def work(self, cfg: BuildConfig, input_dir: Path, output_dir: Path, plan: Plan, **kw) -> dict[str, Any]:
         """Stream the picked samples through the chat template into the parquet shards, one batch at a time."""
-        sources, counts, schema = plan.sources, plan.counts, _schema(cfg.prompt_completion)
+        sources, counts, columns = plan.sources, plan.counts, schema(cfg.prompt_completion)
         # Shards of an earlier build, and temp files of a killed one, must not mix into this dataset.
         for old in [*(output_dir / "data").glob("*.parquet"), *(output_dir / "data").glob(".*.tmp")]:
             old.unlink()
         for old in output_dir.glob(".*.tmp"):
             old.unlink()
-        writers = {name: SplitWriter(output_dir, name, n, cfg.rows_per_shard, schema)
+        writers = {name: SplitWriter(output_dir, name, n, cfg.rows_per_shard, columns)
                    for name, n in plan.sizes.items() if n}  # fmt: skip
         progress = Progress(total=sum(counts), desc="build")
         try:
             batch: list[dict[str, Any]] = []
             for src, picked in zip(sources, plan.picks, strict=True):
-                for row in _picked_rows(src, picked, cfg):
+                for sample in picked_rows(src, picked):
+                    row = to_row(sample, cfg.system_prompt, cfg.prompt_completion)
                     batch.append(row)
                     if len(batch) >= TOKENIZE_BATCH:
                         _flush(plan.tok, cfg, batch, writers, plan.val_keys, progress)
@@ -454,11 +242,6 @@ class Plan:
     picks: list[list[tuple[int, int, str]]]
     val_keys: set[str]
     sizes: dict[str, int]
-
-
-def content_hash(writers) -> str:
-    """A hash of the rows themselves (not the parquet bytes, which depend on the pyarrow version)."""
-    return hashlib.sha256("".join(w.hash.hexdigest() for w in writers).encode()).hexdigest()[:16]
 
 
 def _flush(tok, cfg: BuildConfig, batch: list[dict[str, Any]], writers: dict, val_keys: set[str], progress) -> None:

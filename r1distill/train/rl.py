@@ -17,7 +17,6 @@ complete checkpoint in OUTPUT/checkpoints; manifest.json is written last.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
@@ -27,16 +26,13 @@ from typing import Any
 
 from r1distill.core.config import ConfigError, config_hash
 from r1distill.core.models import load_tokenizer, resolve_model
-from r1distill.core.records import prompt_key
 from r1distill.core.stage import Stage
 from r1distill.core.store import StageError, manifest_hash, read_manifest
-from r1distill.generate import stage as generate
-from r1distill.generate.engines.base import Request, render_text
 from r1distill.generate.prompts import Prompt, SourceConfig
-from r1distill.generate.prompts import load_prompts as load_prompts_from
 from r1distill.grading.grader import Grader
 from r1distill.train import common as training
 from r1distill.train import rewards, selection
+from r1distill.train.prompts import build_dataset, generate_config, load_prompts
 from r1distill.train.rewards import DEFAULT_WEIGHTS
 from r1distill.train.selection import SelectionConfig
 
@@ -87,51 +83,6 @@ def policy_model(cfg: RLStageConfig, input_dir: Path | None) -> str:
             "to a model folder, a Hub id or bundled:smollm2"
         )
     return str(input_dir)
-
-
-def load_prompts(cfg: RLStageConfig) -> list[Prompt]:
-    """Every prompt of `rl.sources`, validated (errors name rl.sources[i]); each needs a reference to be graded."""
-    prompts = load_prompts_from(cfg.sources, cfg.limit, "rl.sources")
-    for i, src in enumerate(cfg.sources):
-        if not src.answer_field:
-            raise StageError(f"rl.sources[{i}].answer_field: RL needs a reference answer (or tests) for every prompt")
-    return prompts
-
-
-def generate_config(cfg: RLStageConfig, model: str) -> generate.GenerateConfig:
-    """How prompts are rendered (and, for selection, sampled): the same settings generate uses."""
-    return generate.GenerateConfig(
-        sources=cfg.sources,
-        model=model,
-        limit=cfg.limit,
-        system_prompt=cfg.system_prompt,
-        prompt_template=cfg.prompt_template,
-        prefill=cfg.prefill,
-    )
-
-
-def _reference(value: Any) -> Any:
-    """Strings as they are; anything else (code tests, numbers) as JSON text, which the graders read back."""
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def build_dataset(prompts: list[Prompt], gen: generate.GenerateConfig, tokenizer: Any):
-    """A `datasets.Dataset` of text prompts (template + prefill, as generate renders them) with reference, domain
-    and id columns, which TRL hands to the reward functions."""
-    import datasets
-
-    probe = tokenizer("x").input_ids
-    bos = tokenizer.bos_token if tokenizer.bos_token_id is not None and probe[:1] == [tokenizer.bos_token_id] else None
-    if not getattr(tokenizer, "chat_template", None):
-        raise StageError(f"rl.model {gen.model!r}: its tokenizer has no chat template; start from a chat model")
-    rows = []
-    for p in prompts:
-        text = render_text(tokenizer, Request("", generate.messages_for(gen, p), prefill=gen.prefill))
-        if bos and text.startswith(bos):  # TRL tokenises text prompts with special tokens: no second BOS
-            text = text[len(bos) :]
-        key = prompt_key(p.source, p.row)
-        rows.append({"prompt": text, "reference": _reference(p.reference), "domain": p.domain, "id": key})
-    return datasets.Dataset.from_list(rows)
 
 
 def _select(cfg: RLStageConfig, gen, model: str, prompts: list[Prompt], output_dir: Path, grader) -> list[dict]:

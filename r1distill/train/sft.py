@@ -12,7 +12,6 @@ the newest complete checkpoint in OUTPUT/checkpoints.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import sys
 import time
@@ -23,8 +22,9 @@ from typing import Any
 from r1distill.core.config import config_hash, load_recipe
 from r1distill.core.models import BUNDLED, load_tokenizer, resolve_model
 from r1distill.core.stage import Stage, setup_logging
-from r1distill.core.store import StageError, manifest_hash, read_manifest
+from r1distill.core.store import StageError, manifest_hash
 from r1distill.train import common as training
+from r1distill.train.sft_dataset import load_splits, trainable
 
 log = logging.getLogger(__name__)
 
@@ -59,46 +59,6 @@ def validate(cfg: SFTStageConfig) -> None:
     training.validate(cfg, "sft", SFTConfig)
     if cfg.chat_template:
         preflight.template_path(cfg.chat_template, "sft.chat_template")
-
-
-def load_splits(cfg: SFTStageConfig, input_dir: Path | None) -> tuple[Any, Any, dict[str, Any]]:
-    """(train, validation or None, description) from the build folder or `cfg.dataset`."""
-    import datasets
-
-    source = Path(cfg.dataset) if cfg.dataset else input_dir
-    if source is None:
-        raise StageError("sft: no dataset; run build first, pass --input, or set sft.dataset")
-    if cfg.dataset and not source.exists():
-        try:
-            loaded = datasets.load_dataset(cfg.dataset)
-        except Exception as e:  # the Hub client raises many types; the user needs the id and the reason
-            raise StageError(f"sft.dataset {cfg.dataset!r}: cannot load ({e})") from None
-        return loaded["train"], loaded.get("validation") or loaded.get("test"), {"dataset": cfg.dataset}
-    data = source / "data" if (source / "data").is_dir() else source
-    files = {split: sorted(map(str, data.glob(f"{split}-*.parquet"))) for split in ("train", "validation")}
-    if not files["train"]:
-        raise StageError(f"sft: {source} holds no train-*.parquet; point sft.dataset (or --input) at a build folder")
-    if input_dir and not cfg.dataset and not read_manifest(source):
-        raise StageError(f"sft: {source} has no manifest.json (build did not finish); rerun build first")
-    splits = {k: datasets.load_dataset("parquet", data_files=v, split="train") for k, v in files.items() if v}
-    card = source / "README.md"
-    desc = {
-        "dataset": str(source),
-        "dataset_card_sha256": hashlib.sha256(card.read_bytes()).hexdigest() if card.exists() else None,
-    }
-    for name, split in splits.items():
-        if "messages" not in split.column_names:
-            raise StageError(f"sft: {files[name][0]} has no 'messages' column; build the dataset with r1distill build")
-    return splits["train"], splits.get("validation"), desc
-
-
-def _trainable(split, kd: bool):
-    """Keep only what TRL trains on; build's bookkeeping columns (problem, ...) would confuse its collator. KD also
-    keeps `meta`, which points each row at its teacher's logprob sidecar."""
-    if split is None:
-        return None
-    keep = ("messages", "id", "meta") if kd else ("messages", "id")
-    return split.select_columns([c for c in keep if c in split.column_names])
 
 
 def prepare_tokenizer(cfg: SFTStageConfig, student: str, args, first_row: list[dict] | None, gen_config=None):
@@ -153,7 +113,7 @@ def prepare(cfg: SFTStageConfig, input_dir: Path | None, output_dir: Path, force
     if not len(train):
         raise StageError(f"sft: {described['dataset']} has no training rows")
     tok = prepare_tokenizer(cfg, student, args, train[0]["messages"], _generation_config(student))
-    train, evaluation = _trainable(train, bool(cfg.kd)), _trainable(evaluation, bool(cfg.kd))
+    train, evaluation = trainable(train, bool(cfg.kd)), trainable(evaluation, bool(cfg.kd))
     if evaluation is not None and args.eval_strategy == "no":
         evaluation = None  # it would be tokenised for nothing
     run_key = {"config_hash": config_hash(cfg), "input_hash": manifest_hash(input_dir) if input_dir else None}
