@@ -28,21 +28,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from r1distill.core.records import Sample, Verdict
-from r1distill.filter.checks import register
+from r1distill.core.text import PARAGRAPH_BREAK as _PARAGRAPH
+from r1distill.core.text import SCRIPT_RANGES as _RANGES
+from r1distill.filter.checks import evidence, register
 
 CJK_WEIGHT = {"han": 3.0, "kana": 2.0, "hangul": 3.0}
-_RANGES = {
-    "han": "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff",
-    "kana": "\u3040-\u30ff\u31f0-\u31ff",
-    "hangul": "\uac00-\ud7af\u1100-\u11ff\u3130-\u318f",
-    "cyrillic": "\u0400-\u04ff",
-    "greek": "\u0370-\u03ff",
-    "arabic": "\u0600-\u06ff\u0750-\u077f",
-    "hebrew": "\u0590-\u05ff",
-    "devanagari": "\u0900-\u097f",
-    "thai": "\u0e00-\u0e7f",
-    "latin": "A-Za-z\u00c0-\u024f\u1e00-\u1eff",
-}
 # Alphabetic scripts count only in words of two letters or more: `x`, `θ` and `π` are symbols, not language.
 # Greek needs three letters: physics writes `πε₀` and `αβ` as symbols.
 _MIN_WORD = {"greek": 3}
@@ -70,7 +60,7 @@ _MASK = re.compile(
     r"|\$\$.*?\$\$|\$[^$\n]{0,2000}\$|\\\[.*?\\\]|\\\(.*?\\\)|\\begin\{(\w+\*?)\}.*?\\end\{\1\}"  # LaTeX
     r"|\\[A-Za-z]+|https?://\S+|www\.\S+"  # commands, URLs
     r"|[A-Za-z0-9_]*[_0-9][A-Za-z0-9_]*|[a-z]+[A-Z][A-Za-z]*|[A-Za-z_]+(?:\.[A-Za-z_]+)+"  # identifiers
-    r"|[A-Za-z_]\w*(?=[\[(]|\s*[-+*/]?=)|\b[A-Z]{2,}s?\b",  # calls, indexing, assignments, acronyms
+    r"|[A-Za-z_]\w*(?=[\[(]|\s*[-+*/]?=)|(?<![A-Za-z])[A-Z]{2,}s?(?![A-Za-z])",  # calls, assignments, acronyms
     re.S | re.M,
 )
 # Latin words inside a CJK or Cyrillic sentence count from four letters: `ac - bd`, `ROS` are no language.
@@ -89,7 +79,11 @@ _LANG_NAMES = {
 }
 _LANG_NAME_RX = {k: re.compile(v, re.I) for k, v in _LANG_NAMES.items()}
 _SENTENCE = re.compile(r"(?<=[.!?;:])\s+|(?<=[。！？；：])|\n+")
-_PARAGRAPH = re.compile(r"\n\s*\n")
+# Han-only sentences in Japanese are usually Japanese (headings, kanji compounds); they read as Chinese when they hold
+# its function words or simplified-only characters, which Japanese text does not use (Japanese writes 们 as 達,
+# 这 as この, 说 as 説, 时 as 時...). `的了是在不有` also occur in Japanese compounds, so they weigh half.
+_ZH_STRONG = frozenset("们这个说对吗呢吧么没还让给过为时问应该实现样进开关边两从们她它很哪咱您啊呀嘛")
+_ZH_WEAK = frozenset("的了是在不有和就也要")
 _EN_STOP = frozenset(
     "the a an of to and in is it that this for on with as be are was we so but not if then or by at from can "
     "i you he she they me my our your its there their which what how when let have has do does would should "
@@ -104,6 +98,9 @@ _OTHER_STOP = frozenset(
     "và của là có không được cho những một các này với người trong để đã khi thì yang dan ini itu dengan untuk "
     "tidak dari".split()
 )
+
+
+_COMMENT = re.compile(r"//[^\n]*|/\*.*?\*/", re.S)
 
 
 def mask(text: str) -> str:
@@ -166,6 +163,14 @@ def prompt_target(prompt: str, min_share: float = 0.2, min_units: float = 12) ->
     enough to detect. An empty target (a prompt that is all code or numbers) constrains nothing."""
     masked = mask(prompt)
     units = script_units(masked)
+    if "latin" in units and len(units) > 1:
+        # Beside another script, Latin licenses Latin prose only when the prompt has Latin prose itself: code,
+        # its comments and mojibake leave identifiers and keywords, not sentences.
+        prose = _latin_prose_units(masked)
+        if prose:
+            units["latin"] = prose
+        else:
+            del units["latin"]
     total = sum(units.values())
     named = {script for script, rx in _LANG_NAME_RX.items() if rx.search(prompt)}
     if total < min_units:
@@ -181,6 +186,16 @@ def prompt_target(prompt: str, min_share: float = 0.2, min_units: float = 12) ->
     return Target(scripts, lang)
 
 
+def _latin_prose_units(text: str) -> float:
+    """Latin letters in the sentences of `text` that read as prose: two or more function words (any language's)."""
+    n = 0.0
+    for seg in _SENTENCE.split(_COMMENT.sub(" ", text)):
+        words = _SCRIPT_RX["latin"].findall(seg)
+        if sum(w.lower() in _EN_STOP or w.lower() in _OTHER_STOP for w in words) >= 2:
+            n += sum(map(len, words))
+    return n
+
+
 def _maybe_other_latin(text: str) -> bool:
     """Worth a detector call: another language's function words, or diacritics (Polish, Turkish, Vietnamese...).
     Neither, and not plainly English either: code or data, whose language a detector would only guess."""
@@ -192,13 +207,23 @@ def _maybe_other_latin(text: str) -> bool:
     return _stop_share(words, _OTHER_STOP) >= 0.05 or accented >= 0.02 * letters
 
 
-def segment_report(masked: str, allowed: set[str], min_units: float) -> tuple[float, int, float]:
-    """(foreign units, foreign sentences, total units) of a masked text against the allowed scripts.
+def reads_chinese(sentence: str) -> bool:
+    """Whether a Han-only sentence reads as Chinese rather than Japanese kanji (see `_ZH_STRONG`)."""
+    score = sum(1.0 if c in _ZH_STRONG else 0.5 if c in _ZH_WEAK else 0.0 for c in sentence)
+    return score >= 1.5
+
+
+def segment_report(masked: str, allowed: set[str], min_units: float) -> tuple[float, int, float, str | None]:
+    """(foreign units, foreign sentences, total units, first foreign sentence) of a masked text against the allowed
+    scripts.
 
     Latin inside a sentence written in an allowed non-Latin script is tolerated when its words are short (math,
-    acronyms) or make up less than half the sentence (technical terms such as `Q-learning算法`)."""
+    acronyms) or make up less than half the sentence (technical terms such as `Q-learning算法`). In Japanese, a
+    Han-only sentence is Japanese unless it reads as Chinese (`reads_chinese`)."""
     foreign_units = total = 0.0
     foreign_segments = 0
+    first: str | None = None
+    kanji_only = "kana" in allowed and "han" not in allowed  # Han is allowed only as Japanese kanji
     if "kana" in allowed:  # a kanji-only sentence is still Japanese
         allowed = allowed | {"han"}
     present = [name for name in _SCRIPT_RX if _SCRIPT_RX[name].search(masked)]
@@ -215,23 +240,26 @@ def segment_report(masked: str, allowed: set[str], min_units: float) -> tuple[fl
             host = max((n for s, n in units.items() if s in allowed), default=0.0)
             latin = float(sum(map(len, _LONG_LATIN.findall(seg))))
             bad -= units["latin"] - (latin if latin > 0.5 * host else 0.0)
+        if kanji_only and "han" in units and "kana" not in units and reads_chinese(seg):
+            bad += units["han"]
         if bad >= min_units:
             foreign_segments += 1
             foreign_units += bad
-    return foreign_units, foreign_segments, total
+            first = first if first is not None else seg
+    return foreign_units, foreign_segments, total, first
 
 
 def _stop_share(words: list[str], stop: frozenset[str] = _EN_STOP) -> float:
     return sum(map(stop.__contains__, map(str.lower, words))) / len(words)
 
 
-def _foreign_paragraphs(text: str, allowed_langs: set[str], min_words: int, english: bool) -> list[str]:
-    """Languages of Latin-script paragraphs that langdetect confidently places outside `allowed_langs`.
+def _foreign_paragraphs(text: str, allowed_langs: set[str], min_words: int, english: bool) -> list[tuple[str, str]]:
+    """(language, paragraph) of Latin-script paragraphs that langdetect confidently places outside `allowed_langs`.
 
     Only suspicious paragraphs are asked, so most text costs no detector call: in an English text, those with few
     English stop words (another language, or code/maths, which masking then removes); in a text in another Latin
     language, those full of English stop words (the usual slip: a paragraph in English)."""
-    found: list[str] = []
+    found: list[tuple[str, str]] = []
     latin = _SCRIPT_RX["latin"]
 
     def suspicious(words: list[str]) -> bool:
@@ -249,7 +277,7 @@ def _foreign_paragraphs(text: str, allowed_langs: set[str], min_words: int, engl
             continue
         lang, prob = detect(para)
         if lang and prob >= 0.9 and lang not in allowed_langs:
-            found.append(lang)
+            found.append((lang, para))
     return found
 
 
@@ -280,7 +308,8 @@ def judge_text(
         return Verdict.ok()
     allowed_langs = ({target.lang} if target.lang else set()) | extra_langs
     if target.scripts and main not in target.scripts and LANG_OF_SCRIPT.get(main, main) not in allowed_langs:
-        return Verdict.drop("language_mismatch", script=main, expected=sorted(target.scripts))
+        verdict = Verdict.drop("language_mismatch", script=main, expected=sorted(target.scripts))
+        return _with_evidence(verdict, text, None, {"scripts": sorted(target.scripts), "langs": sorted(allowed_langs)})
     text_lang = LANG_OF_SCRIPT.get(main, main)
     # With no prompt language there is nothing to mismatch: a detector only decides whether a Latin text is English.
     unknown_english = target.lang is None and main == "latin" and not _maybe_other_latin(masked)
@@ -289,17 +318,39 @@ def judge_text(
         lang, prob = detect(mask(masked) if fast else masked)
         text_lang = lang if lang and prob >= 0.9 else text_lang
         if target.scripts and target.lang and lang and prob >= 0.9 and lang not in allowed_langs:
-            return Verdict.drop("language_mismatch", lang=lang, expected=target.lang, prob=round(prob, 3))
+            verdict = Verdict.drop("language_mismatch", lang=lang, expected=target.lang, prob=round(prob, 3))
+            return _with_evidence(verdict, text, None, {"langs": sorted(allowed_langs), "min_prob": 0.9})
     if not fast:
-        bad, segments, total = segment_report(masked, {main} | target.scripts, min_segment_units)
+        bad, segments, total, first = segment_report(masked, {main} | target.scripts, min_segment_units)
         if segments > max_foreign_segments or (total and bad / total > max_foreign_share):
             share = round(bad / total, 4) if total else 0.0
-            return Verdict.drop("language_mix", foreign_sentences=segments, foreign_share=share)
+            verdict = Verdict.drop("language_mix", foreign_sentences=segments, foreign_share=share)
+            rule = {"scripts": sorted({main} | target.scripts), "min_segment_units": min_segment_units,
+                    "max_foreign_segments": max_foreign_segments, "max_foreign_share": max_foreign_share}  # fmt: skip
+            return _with_evidence(verdict, text, first, rule)
     if main == "latin":
-        langs = _foreign_paragraphs(masked, allowed_langs | {text_lang}, 25, english=text_lang == "en")
-        if len(langs) > max_foreign_segments:
-            return Verdict.drop("language_mix", foreign_paragraphs=len(langs), langs=sorted(set(langs)))
+        found = _foreign_paragraphs(masked, allowed_langs | {text_lang}, 25, english=text_lang == "en")
+        if len(found) > max_foreign_segments:
+            langs = sorted({lang for lang, _ in found})
+            verdict = Verdict.drop("language_mix", foreign_paragraphs=len(found), langs=langs)
+            rule = {"langs": sorted(allowed_langs | {text_lang}), "max_foreign_segments": max_foreign_segments}
+            return _with_evidence(verdict, text, found[0][1], rule)
     return Verdict.ok()
+
+
+def _with_evidence(verdict: Verdict, text: str, judged: str | None, rule: dict) -> Verdict:
+    """Attach the evidence: where in `text` the `judged` (masked) sentence or paragraph is, else the text's start.
+
+    Masking replaced code and identifiers by single spaces, so the sentence is found by its longest unmasked piece."""
+    start = 0
+    if judged is not None:
+        pieces = sorted((p for p in re.split(r"\s{2,}| (?=\S)", judged.strip()) if p), key=len, reverse=True)
+        whole = text.find(judged.strip())
+        start = whole if whole >= 0 else next((i for i in map(text.find, pieces[:5]) if i >= 0), 0)
+    verdict.evidence = evidence("", text, start, None, rule)
+    if judged is not None:
+        verdict.evidence["sentence"] = " ".join(judged.split())[:300]
+    return verdict
 
 
 def language_mix(
@@ -329,6 +380,8 @@ def language_mix(
         verdict = judge_text(text, target, extra, min_segment_units, max_foreign_segments, max_foreign_share)
         if not verdict.keep:
             verdict.details["part"] = part
+            if verdict.evidence is not None:
+                verdict.evidence["part"] = part
             return verdict
     return Verdict.ok()
 
