@@ -62,7 +62,12 @@ def evidence(part: str, text: str, start: int, end: int | None, threshold: Any, 
     """A drop's evidence (`meta.filter.evidence`): the offending excerpt of `part` (reasoning or answer; at most
     300 characters from `start`), its character offset in that part, and the threshold it crossed."""
     shown, offset = excerpt(text, start, end)
-    return {"part": part, "offset": offset, "excerpt": shown, "threshold": threshold, **extra}
+    end = offset + len(shown)
+    return {"part": part, "offset": offset, "excerpt": shown, "threshold": threshold, **extra,
+            "before": text[max(0, offset - CONTEXT) : offset], "after": text[end : end + CONTEXT]}  # fmt: skip
+
+
+CONTEXT = 80  # characters of context on each side of an excerpt, for the reports' highlighting
 
 
 def available() -> list[str]:
