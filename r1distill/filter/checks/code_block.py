@@ -28,22 +28,37 @@ def code_runs(text: str) -> list[int]:
     return sorted((n for n, _, _ in _runs(text)), reverse=True)
 
 
-def _runs(text: str) -> list[tuple[int, int, int]]:
-    """(lines, start offset, end offset) of each run of code-looking lines; blank lines inside a run continue it."""
-    runs, current, start, pos, end = [], 0, 0, 0, 0
-    for line in text.split("\n"):
-        if line.strip() and _CODE_LINE.match(line) and not _LATEX.search(line):
-            if current == 0:
-                start = pos
-            current += 1
-            end = pos + len(line)
-        elif line.strip() or current == 0:
-            if current:
-                runs.append((current, start, end))
-            current = 0
-        pos += len(line) + 1
-    if current:
-        runs.append((current, start, end))
+# What every `_CODE_LINE` alternative needs: a line that starts with one of these words (after indentation) or ends
+# with `;{}`. Testing that with string methods first keeps the regex off the prose lines (most of them).
+_STARTS = ("def", "class", "import", "return", "elif", "while", "public", "private", "static", "void", "function",
+           "fn", "using", "package", "const", "var", "from", "for", "if", "print(", "#include")  # fmt: skip
+_ENDS = (";", "{", "}")
+
+
+def _runs(text: str, min_lines: int = 0) -> list[tuple[int, int, int]]:
+    """(lines, start offset, end offset) of each run of code-looking lines; blank lines inside a run continue it.
+    With fewer than `min_lines` code-looking lines in all, no run can be that long: [] without the regex."""
+    lines = text.split("\n")
+    cand = [
+        i for i, line in enumerate(lines) if line.lstrip(" \t").startswith(_STARTS) or line.rstrip().endswith(_ENDS)
+    ]
+    if len(cand) < max(min_lines, 1):
+        return []
+    code = [i for i in cand if lines[i].strip() and _CODE_LINE.match(lines[i]) and not _LATEX.search(lines[i])]
+    if len(code) < max(min_lines, 1):
+        return []
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line) + 1)
+    runs, first, prev, count = [], code[0], code[0], 1
+    for i in code[1:]:
+        if all(not lines[j].strip() for j in range(prev + 1, i)):  # only blank lines between: the run goes on
+            count += 1
+        else:
+            runs.append((count, offsets[first], offsets[prev] + len(lines[prev])))
+            first, count = i, 1
+        prev = i
+    runs.append((count, offsets[first], offsets[prev] + len(lines[prev])))
     return runs
 
 
@@ -62,7 +77,7 @@ def code_block(sample: Sample, *, allow_fenced: bool = False, max_code_lines: in
         return Verdict.ok()
     # Fences blanked to their line breaks: run offsets stay offsets into the reasoning.
     text = FENCE.sub(lambda m: "\n" * m.group().count("\n"), reasoning) if fences else reasoning
-    runs = _runs(text)
+    runs = _runs(text, max_code_lines + 1)
     longest = max(runs, default=None)
     if longest and longest[0] > max_code_lines:
         verdict = Verdict.drop("code_block", kind="unfenced", lines=longest[0])

@@ -2,15 +2,15 @@
 long-reasoning model (it runs until the token limit when nothing cuts it).
 
 Share-based signals (duplicate paragraphs, n-gram share, compression) miss a short loop after a long ordinary
-reasoning: the repeated unit is a small share of the text. Two exact detectors find it whatever its share:
+reasoning: the repeated unit is a small share of the text. These detectors find it whatever its share:
 
-- `unit_loop`: the text cut into sentences and lines (whitespace normalised, so a loop that varies its line breaks
-  still matches), and for every period p of 1..`max_period` units that recurs, the longest stretch where unit i
-  equals unit i-p: a sentence, a paragraph or a two-paragraph block repeated k times in a row, at the end or in the
-  middle.
+- `word_loop`: the text's words (whitespace-separated, so whitespace is normalised for free; their 64-bit hashes are
+  the ones the n-gram share uses) scanned for periodic stretches: for every period p (in words) at which word pairs
+  recur often enough, the longest run where word i equals word i-p. A sentence, a line, a paragraph or a
+  two-paragraph block repeated k times in a row, at the end or in the middle, is such a run.
+- `unit_loop`: the same over sentences and lines, for CJK text (no spaces between words to split on).
 - `tail_loop`: the text ending in a block of any length repeated (a period found from where the last characters
-  occur before, then its extent by binary search over slice comparisons): catches loops with no sentence or line
-  boundary in them (`1, 1, 1, ...`, a phrase without punctuation).
+  occur before, then its extent by binary search over slice comparisons), whatever its words.
 """
 
 from __future__ import annotations
@@ -20,15 +20,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# A sentence or line: text up to sentence punctuation (Latin or CJK) or a line break.
-_UNIT = re.compile(r"[^\n.!?。！？]+[.!?。！？]*")
+# A sentence or line: from a character that is neither space nor sentence punctuation (Latin or CJK) up to sentence
+# punctuation or a line break.
+_UNIT = re.compile(r"[^\s.!?。！？][^\n.!?。！？]*[.!?。！？]*")
+_MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
 @dataclass
 class Loop:
-    """A repeated block: where it starts (character offset of its first copy), its period (in characters for a tail
-    loop, in units for a unit loop), the block's text, how many copies follow one another and how many characters
-    they cover."""
+    """A repeated block: where its first copy starts and the run ends (character offsets), the block's text, how
+    many copies follow one another, the period in words or units (None for a tail loop) and the run's characters."""
 
     start: int
     end: int
@@ -38,57 +39,89 @@ class Loop:
     chars: int
 
 
-def unit_loop(text: str, *, min_repeats: int, min_run_chars: int, min_block_chars: int, max_period: int) -> Loop | None:
-    """The longest run (in characters) of a block of 1..`max_period` units repeated at least `min_repeats` times in
-    a row, covering `min_run_chars` and with a block of `min_block_chars` or more (after whitespace is
-    normalised); None when there is none."""
-    units = _UNIT.findall(text)
-    if len(units) < min_repeats:
-        return None
-    norm = [" ".join(u.split()) for u in units]
-    keep = [i for i, u in enumerate(norm) if u]
-    if len(keep) < len(norm):
-        norm = [norm[i] for i in keep]
-    n = len(norm)
-    if n < min_repeats:
-        return None
-    # Candidate periods: distances back to a unit's previous occurrence that recur often enough for a run (a block
-    # repeated k times gives each of its distinct units that distance k-1 times). Ordinary text has almost none.
-    last: dict[str, int] = {}
-    dists: dict[int, int] = {}
-    for i, u in enumerate(norm):
-        j = last.get(u)
-        if j is not None and i - j <= max_period:
-            dists[i - j] = dists.get(i - j, 0) + 1
-        last[u] = i
-    periods = sorted(d for d, c in dists.items() if c >= min_repeats - 1)
-    if not periods:
-        return None
-    h = np.fromiter(map(hash, norm), dtype=np.int64, count=n)
-    lens = np.fromiter(map(len, norm), dtype=np.int64, count=n)
-    csum = np.concatenate(([0], np.cumsum(lens)))
-    best: tuple[int, int, int, int] | None = None  # (run chars, first unit, period, copies)
+def _candidates(h: np.ndarray, min_repeats: int, max_period: int) -> list[int]:
+    """Periods worth checking: distances back to the previous occurrence of a word pair that recur at least half as
+    often as a block of that period repeated `min_repeats` times would make them (ordinary text: almost none)."""
+    n = len(h)
+    if n < 2 * min_repeats:
+        return []
+    # One plain sort finds previous occurrences: each pair's hash keeps its high bits and carries its position in
+    # the low ones, so equal pairs sort next to each other in text order (a 44-bit collision is negligible here).
+    bits = max(1, int(n).bit_length())
+    with np.errstate(over="ignore"):
+        keys = ((h[:-1] * _MIX + h[1:]) >> np.uint64(bits) << np.uint64(bits)) | np.arange(n - 1, dtype=np.uint64)
+    keys.sort()
+    same = (keys[1:] >> np.uint64(bits)) == (keys[:-1] >> np.uint64(bits))
+    mask = np.uint64((1 << bits) - 1)
+    dist = ((keys[1:] & mask) - (keys[:-1] & mask))[same].astype(np.int64)
+    dist = dist[dist <= max_period]
+    if not len(dist):
+        return []
+    counts = np.bincount(dist)
+    p = np.arange(len(counts))
+    return np.flatnonzero((p > 0) & (counts >= np.maximum(1, 0.5 * ((min_repeats - 1) * p - 1)))).tolist()
+
+
+def _runs(h: np.ndarray, periods: list[int], min_repeats: int) -> list[tuple[int, int, int]]:
+    """(first item, period, copies) of every stretch where item i equals item i-p for `min_repeats`+ copies."""
+    out = []
     for p in periods:
         eq = h[p:] == h[:-p]
         edges = np.flatnonzero(np.diff(np.concatenate(([0], eq.view(np.int8), [0]))))
         starts, stops = edges[::2], edges[1::2]
         long = (stops - starts) >= (min_repeats - 1) * p
-        for s, e in zip(starts[long].tolist(), stops[long].tolist(), strict=True):
-            copies = (e - s + p) // p
-            block = int(csum[s + p] - csum[s])
-            run = int(csum[s + copies * p] - csum[s])
-            if block >= min_block_chars and run >= min_run_chars and (best is None or run > best[0]):
-                best = (run, s, p, copies)
+        out += [(s, p, (e - s + p) // p) for s, e in zip(starts[long].tolist(), stops[long].tolist(), strict=True)]
+    return out
+
+
+def _best(text: str, spans, runs, min_block_chars: int, min_run_chars: int) -> Loop | None:
+    """The run covering most characters whose block and run are long enough, as a Loop (None: no such run).
+    `spans(i)` is the (start, end) character offsets of item i."""
+    best = None
+    for first, p, copies in runs:
+        start, end = spans(first)[0], spans(first + copies * p - 1)[1]
+        block = spans(first + p - 1)[1] - start
+        if block >= min_block_chars and end - start >= min_run_chars and (best is None or end - start > best[0]):
+            best = (end - start, first, p, copies, start, end)
     if best is None:
         return None
-    run, first, p, copies = best
-    # Offsets only for the loop found: map the normalised units back onto the original text.
-    spans = [m.span() for m in _UNIT.finditer(text)]
-    if len(keep) < len(spans):
-        spans = [spans[i] for i in keep]
-    start, block_end = spans[first][0], spans[first + p - 1][1]
-    end = spans[first + copies * p - 1][1]
-    return Loop(start, end, text[start:block_end].strip(), copies, p, run)
+    chars, first, p, copies, start, end = best
+    unit = text[start : spans(first + p - 1)[1]]
+    return Loop(start, end, unit.strip(), copies, p, chars)
+
+
+def word_loop(
+    text: str, table, *, min_repeats: int, min_run_chars: int, min_block_chars: int, max_period: int
+) -> Loop | None:
+    """The longest run of a block of at most `max_period` words repeated `min_repeats`+ times in a row, covering
+    `min_run_chars`+ characters with a block of `min_block_chars`+; `table` is `repetition.word_table(text)`."""
+    hashes, starts, data = table
+    runs = _runs(hashes, _candidates(hashes, min_repeats, max_period), min_repeats)
+    if not runs:
+        return None
+    space = np.flatnonzero(data <= 32)
+    ascii_text = len(data) == len(text)
+
+    def chars(offset: int) -> int:  # byte offset -> character offset (a word boundary: a character boundary too)
+        return offset if ascii_text else len(data[:offset].tobytes().decode("utf-8"))
+
+    def spans(i: int) -> tuple[int, int]:
+        start = int(starts[i])
+        k = np.searchsorted(space, start)
+        return chars(start), chars(int(space[k]) if k < len(space) else len(data))
+
+    return _best(text, spans, runs, min_block_chars, min_run_chars)
+
+
+def unit_loop(text: str, *, min_repeats: int, min_run_chars: int, min_block_chars: int, max_period: int) -> Loop | None:
+    """`word_loop` over sentences and lines (whitespace normalised in each) instead of words: for CJK text."""
+    matches = list(_UNIT.finditer(text))
+    norm = [" ".join(m.group().split()) for m in matches]
+    if len(set(norm)) == len(norm):
+        return None
+    h = np.fromiter(map(hash, norm), dtype=np.int64, count=len(norm)).view(np.uint64)
+    runs = _runs(h, _candidates(h, min_repeats, max_period), min_repeats)
+    return _best(text, lambda i: matches[i].span(), runs, min_block_chars, min_run_chars) if runs else None
 
 
 def tail_loop(text: str, *, min_repeats: int, min_run_chars: int, window: int = 20_000, probes: int = 6) -> Loop | None:

@@ -45,6 +45,8 @@ def long_paragraph(
         if ignore_code and ("```" in text or "~~~" in text):
             # Blanked, not removed: the evidence's offset stays an offset into the text itself.
             text = FENCE.sub(lambda m: "\n" * m.group().count("\n"), text)
+        if text.isascii() and max(map(len, PARAGRAPH_BREAK.split(text))) <= max_chars:
+            continue  # the common case in C: offsets are needed only for a drop's evidence
         start, end, longest = max(_paragraphs(text, cjk_weight), key=lambda t: t[2], default=(0, 0, 0))
         if longest > max_chars:
             verdict = Verdict.drop("long_paragraph", part=part, chars=longest, max_chars=max_chars)

@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 
 from r1distill.core.records import Sample, Verdict
+from r1distill.core.text import CJK_CHAR
 from r1distill.core.text import PARAGRAPH_BREAK as _PARAGRAPH_BREAK
 from r1distill.filter.checks import evidence, register
-from r1distill.filter.checks.loops import Loop, tail_loop, unit_loop
+from r1distill.filter.checks.loops import Loop, tail_loop, unit_loop, word_loop
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 
@@ -58,17 +59,24 @@ def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
 def word_hashes(text: str) -> np.ndarray:
     """A 64-bit polynomial hash per whitespace-separated word, computed over the UTF-8 bytes in numpy (no Python
     loop over words): each byte adds b*P^j, a word's sum is scaled back by P^-start so equal words hash equally."""
+    return word_table(text)[0]
+
+
+def word_table(text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(`word_hashes`, the byte offset where each word starts, the UTF-8 bytes): what the loop detector needs to
+    turn a run of words back into text."""
     b = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    empty = np.zeros(0, dtype=np.uint64)
     if not len(b):
-        return np.zeros(0, dtype=np.uint64)
+        return empty, empty, b
     space = b <= 32
     starts = np.flatnonzero(~space & np.concatenate(([True], space[:-1])))
     if not len(starts):
-        return np.zeros(0, dtype=np.uint64)
+        return empty, starts, b
     pos, inv = _powers(len(b))
     with np.errstate(over="ignore"):
         terms = np.where(space, np.uint64(0), (b.astype(np.uint64) + np.uint64(1)) * pos)
-        return np.add.reduceat(terms, starts) * inv[starts]
+        return np.add.reduceat(terms, starts) * inv[starts], starts, b
 
 
 def dup_ngram_share(words: np.ndarray | list[str], n: int) -> float:
@@ -123,19 +131,27 @@ def repetition(
     loop_min_repeats: int = 4,
     loop_min_block_chars: int = 8,
     loop_min_run_chars: int = 40,
-    loop_max_period: int = 200,
+    loop_max_period: int = 1000,
     tail_min_repeats: int = 3,
     tail_min_run_chars: int = 300,
 ) -> Verdict:
     """Drop a reasoning (or answer) that loops (`loop_run`, judged at any length) or is over a share threshold
     (texts under `min_chars` are not judged by shares). A loop run is a block of 1..`loop_max_period` sentences or
-    lines repeated `loop_min_repeats`+ times in a row over `loop_min_run_chars`+, or a text ending in any block
+    lines (words, or sentences and lines in CJK text) repeated `loop_min_repeats`+ times in a row over
+    `loop_min_run_chars`+ characters, or a text ending in any block
     repeated `tail_min_repeats`+ times over `tail_min_run_chars`+. Every drop carries its evidence."""
     p = sample.parsed
     for part, text in (("reasoning", p.reasoning), ("answer", p.answer if check_answer else "")):
+        words = None  # word hashes, computed once for the loop and the n-gram signals
         if loops and len(text) >= min(loop_min_run_chars, tail_min_run_chars):
-            loop = unit_loop(text, min_repeats=loop_min_repeats, min_run_chars=loop_min_run_chars,
-                             min_block_chars=loop_min_block_chars, max_period=loop_max_period)  # fmt: skip
+            params = {"min_repeats": loop_min_repeats, "min_run_chars": loop_min_run_chars,
+                      "min_block_chars": loop_min_block_chars, "max_period": loop_max_period}  # fmt: skip
+            if not text.isascii() and CJK_CHAR.search(text):
+                loop = unit_loop(text, **params)  # no spaces between CJK words: sentences and lines instead
+            else:
+                table = word_table(text)
+                words = table[0]
+                loop = word_loop(text, table, **params)
             rule: dict[str, Any] = {"min_repeats": loop_min_repeats, "min_run_chars": loop_min_run_chars}
             if loop is None:
                 loop = tail_loop(text, min_repeats=tail_min_repeats, min_run_chars=tail_min_run_chars)
@@ -157,7 +173,7 @@ def repetition(
         frac = dup_fraction(text.split("\n"), min_line_chars)
         if frac > max_dup_line_frac:
             return _drop("dup_line_frac", part, text, {"max_dup_line_frac": max_dup_line_frac}, frac=round(frac, 4))
-        share = dup_ngram_share(word_hashes(text), ngram)
+        share = dup_ngram_share(word_hashes(text) if words is None else words, ngram)
         if share > max_dup_ngram_share:
             return _drop("dup_ngram_share", part, text, {"max_dup_ngram_share": max_dup_ngram_share},
                          share=round(share, 4), n=ngram)  # fmt: skip
