@@ -102,7 +102,7 @@ def test_repetition_reward_is_minus_the_filters_repeated_ngram_share():
     assert got[0] < -0.9 and got[1] == 0.0 and -0.9 < got[2] < 0.0
     # the filter's n-gram signal (the others switched off) reports the same share when it drops the loop
     sample = Sample("x/0/0", "x", "0", 0, "math", "", [], None, "<think>\n" + loop + "\n</think>\n4")
-    verdict = repetition(sample, min_compression_ratio=0.0, max_dup_para_frac=1.0, max_dup_line_frac=1.0)
+    verdict = repetition(sample, min_compression_ratio=0.0, max_dup_para_frac=1.0, max_dup_line_frac=1.0, loops=False)
     assert verdict.reason == "dup_ngram_share"
     assert -got[0] == pytest.approx(verdict.details["share"], abs=1e-3)
 

@@ -6,6 +6,7 @@ completion by `parse_completion`, the one parser every stage uses.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import asdict, dataclass, field
@@ -44,8 +45,10 @@ class Parsed:
     n_close: int
 
 
+@functools.lru_cache(maxsize=16)
 def parse_completion(text: str) -> Parsed:
-    """Split a raw completion into reasoning and final answer (see `Parsed`)."""
+    """Split a raw completion into reasoning and final answer (see `Parsed`); cached, as every check of a filter
+    policy asks for the same sample's split (`Parsed` is frozen, so sharing it is safe)."""
     n_open = text.count(THINK_OPEN)
     n_close = text.count(THINK_CLOSE)
     start = text.find(THINK_OPEN)
@@ -73,6 +76,7 @@ class Verdict:
     keep: bool
     reason: str = "ok"
     details: dict[str, Any] = field(default_factory=dict)
+    evidence: dict[str, Any] | None = None  # a drop's proof: excerpt, offset, threshold (filter checks set it)
 
     @classmethod
     def ok(cls, **details: Any) -> Verdict:

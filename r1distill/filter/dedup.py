@@ -19,8 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 import xxhash
 
+from r1distill.core.text import CJK as _CJK
+
 # Words; CJK characters are words of their own (Chinese has no spaces to split on).
-_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
 _WORD = re.compile(f"[{_CJK}]|[^\\W{_CJK}]+")
 _PLAIN_WORD = re.compile(r"\w+")  # the same split for text without CJK, twice as fast
 _HAS_CJK = re.compile(f"[{_CJK}]")

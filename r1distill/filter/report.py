@@ -3,6 +3,9 @@ SVG bar charts drawn here (no plotting dependency): `funnel.svg` and `lengths.sv
 
 from __future__ import annotations
 
+import json
+import re
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +61,33 @@ def _histogram(len_in: list[int], len_kept: list[int], bins: int = 12) -> list[t
     return rows
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]#|~])")
+
+
+def _md(text: str) -> str:
+    """Text shown literally in markdown: HTML and markdown syntax escaped, line breaks as ⏎."""
+    return _MD_SPECIAL.sub(r"\\\1", escape(text, quote=False)).replace("\n", " ⏎ ")
+
+
+def evidence_lines(evidence: dict[str, list[dict[str, Any]]], counts: dict[str, int]) -> list[str]:
+    """Markdown for the evidence of up to 3 drops per reason: the excerpt highlighted in its context."""
+    if not evidence:
+        return []
+    lines = ["", "## Why: evidence of the first drops per reason", ""]
+    for reason, items in evidence.items():
+        lines += [f"### {reason} ({len(items)} of {counts.get(reason, len(items))})", ""]
+        for ev in items:
+            where = f"{ev.get('part') or 'text'} @ {ev.get('offset', 0)}"
+            extra = {k: ev[k] for k in ("unit", "count", "duplicate_of", "sentence") if ev.get(k) is not None}
+            rule = json.dumps(ev.get("threshold"), ensure_ascii=False)
+            shown = json.dumps(extra, ensure_ascii=False).replace("`", "'")
+            lines.append(f"- `{ev['id']}` ({where}; threshold `{rule}`" + (f"; `{shown}`" if extra else "") + "):")
+            lines.append(f"  > …{_md(ev.get('before', ''))}<mark>{_md(ev.get('excerpt', ''))}</mark>"
+                         f"{_md(ev.get('after', ''))}…")  # fmt: skip
+        lines.append("")
+    return lines
+
+
 def write_report(out_dir: Path, policy: str, report: dict[str, Any], len_in: list[int], len_kept: list[int]) -> None:
     """`report.md` (funnel, reasons per domain, examples, lengths) with `funnel.svg` and `lengths.svg` beside it."""
     funnel = report["funnel"]
@@ -92,6 +122,7 @@ def write_report(out_dir: Path, policy: str, report: dict[str, Any], len_in: lis
         lines.append(f"| {domain} | " + " | ".join(cells) + " |")
     lines += ["", "## Examples (look under rejected/<reason>/)", ""]
     lines += [f"- **{r}**: " + ", ".join(f"`{i}`" for i in ids) for r, ids in report["examples"].items()]
+    lines += evidence_lines(report.get("evidence") or {}, report.get("reasons") or {})
     lines += ["", "## Completion length", "", "![lengths](lengths.svg)", ""]
     lines += ["| | unit | n | mean | p10 | p50 | p90 | p99 | max |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for unit, key in (("chars", "completion_chars"), ("teacher tokens", "completion_tokens")):

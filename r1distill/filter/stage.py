@@ -4,8 +4,11 @@
 
 Funnel order: decontamination, then the policy's checks in order (the first failing check names the reason), then
 problem dedup and completion dedup. Kept samples go to `OUTPUT/part-*.jsonl`, dropped ones to
-`OUTPUT/rejected/<reason>/part-*.jsonl` with `meta["filter"] = {"check", "reason", "details"}`. The report is in
-the manifest (funnel, counts per reason and domain, example ids, lengths) and in `report.md` (+ SVG charts).
+`OUTPUT/rejected/<reason>/part-*.jsonl` with `meta["filter"] = {"check", "reason", "details", "evidence"}`: the
+evidence is the offending excerpt (at most 300 characters, with a little context), its offset in the part it comes
+from, and the threshold it crossed. The report is in the manifest (funnel, counts per reason and domain, example ids
+and evidence, lengths) and in `report.md` (+ SVG charts). `r1distill filter --explain SAMPLE_ID -c RECIPE` prints
+every check's verdict on one sample (`explain.py`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import numpy as np
 from r1distill.core.records import Sample
 from r1distill.core.stage import Stage
 from r1distill.core.store import ShardWriter, StageError, sha256_file, shard_paths, write_manifest
+from r1distill.core.text import excerpt
 from r1distill.filter.checks.policy import Policy, load_policy, policy_entry_names
 from r1distill.filter.decontam import Benchmark, Decontaminator
 from r1distill.filter.dedup import Deduplicator, MinHasher, exact_key
@@ -93,6 +97,7 @@ class FilterConfig:
 
 Config = FilterConfig
 STAGING = ".staging"
+EVIDENCE_EXAMPLES = 3  # drops per reason whose evidence the manifest and the reports show
 
 
 class _Worker:
@@ -141,13 +146,13 @@ class _Worker:
                                "tokens": tokens if isinstance(tokens, int) else None}  # fmt: skip
         if hit is not None:
             check, verdict_reason, details = "decontam", "contaminated", hit
+            ev = self.decontam_evidence(sample, hit)
         else:
             check, verdict = self.policy(sample)
-            verdict_reason, details = verdict.reason, verdict.details
+            verdict_reason, details, ev = verdict.reason, verdict.details, verdict.evidence
         if check is not None:
-            out.update(
-                reason=verdict_reason, check=check, line=with_filter_meta(sample, check, verdict_reason, details)
-            )
+            line = with_filter_meta(sample, check, verdict_reason, details, ev)
+            out.update(reason=verdict_reason, check=check, line=line, evidence=ev)
             return out
         out.update(reason=None, line=line, group=f"{sample.source}/{sample.row}", pkey=pkey, psig=psig)
         if self.dedup.completions:
@@ -155,6 +160,23 @@ class _Worker:
             if self.dedup.near:
                 out["csig"] = self.completion_hasher.signature(sample.completion).tobytes()
         return out
+
+    def decontam_evidence(self, sample: Sample, hit: dict[str, Any]) -> dict[str, Any]:
+        """The training problem beside the benchmark problem it overlaps."""
+        assert self.decontam is not None
+        problem = problem_text(sample)
+        shown, _ = excerpt(problem, 0)
+        rule = {"ngram": self.decontam.ngram, "min_overlap": self.decontam.min_overlap}
+        bench, _ = excerpt(self.decontam.text_of(hit), 0)
+        return {"part": "problem", "offset": 0, "excerpt": shown, "threshold": rule, "benchmark_excerpt": bench}
+
+
+def dedup_evidence(sample: Sample, step: str, details: dict[str, Any], threshold: float) -> dict[str, Any]:
+    """A duplicate's evidence: the start of the duplicated problem or completion and the sample it repeats."""
+    part = "problem" if step == "dedup_problem" else "completion"
+    shown, _ = excerpt(problem_text(sample) if part == "problem" else sample.completion, 0)
+    return {"part": part, "offset": 0, "excerpt": shown, "threshold": {"jaccard": threshold},
+            "duplicate_of": details.get("duplicate_of")}  # fmt: skip
 
 
 def problem_text(sample: Sample) -> str:
@@ -164,8 +186,11 @@ def problem_text(sample: Sample) -> str:
     return next((m.get("content", "") for m in reversed(sample.messages) if m.get("role") == "user"), "")
 
 
-def with_filter_meta(sample: Sample, check: str, reason: str, details: dict[str, Any]) -> str:
-    sample.meta["filter"] = {"check": check, "reason": reason, "details": details}
+def with_filter_meta(
+    sample: Sample, check: str, reason: str, details: dict[str, Any], evidence: dict[str, Any] | None = None
+) -> str:
+    """The rejected sample's JSON line, with `meta["filter"]` saying which check dropped it, why, and the evidence."""
+    sample.meta["filter"] = {"check": check, "reason": reason, "details": details, "evidence": evidence}
     return sample.to_json()
 
 
@@ -345,8 +370,10 @@ def _second_pass(cfg, output_dir: Path, survivors: list, dropped: dict, rejects:
         for i, line in enumerate(_lines(output_dir / STAGING)):
             if i in dropped:
                 reason, check, details = dropped[i]
-                rejects.write(reason, with_filter_meta(Sample.from_dict(json.loads(line)), check, reason, details))
-                stats.dropped(survivors[i], reason, check)
+                sample = Sample.from_dict(json.loads(line))
+                ev = dedup_evidence(sample, check, details, cfg.dedup.threshold)
+                rejects.write(reason, with_filter_meta(sample, check, reason, details, ev))
+                stats.dropped({**survivors[i], "evidence": ev}, reason, check)
             else:
                 kept.write(line)
                 stats.kept(survivors[i])
@@ -370,6 +397,7 @@ class _Stats:
         self.check_of: dict[str, str] = {}
         self.by_domain: dict[str, Counter[str]] = defaultdict(Counter)
         self.example_ids: dict[str, list[str]] = defaultdict(list)
+        self.example_evidence: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.len_in: list[int] = []
         self.len_kept: list[int] = []
         self.tok_in: list[int] = []
@@ -388,6 +416,8 @@ class _Stats:
         self.by_domain[res["domain"]][reason] += 1
         if len(self.example_ids[reason]) < self.examples:
             self.example_ids[reason].append(res["id"])
+        if len(self.example_evidence[reason]) < EVIDENCE_EXAMPLES and res.get("evidence"):
+            self.example_evidence[reason].append({"id": res["id"], **res["evidence"]})
 
     def kept(self, res: dict[str, Any]) -> None:
         self.n_kept += 1
@@ -410,6 +440,7 @@ class _Stats:
             "reasons": {r: self.by_reason[r] for r in order},
             "domains": {d: dict(c) for d, c in sorted(self.by_domain.items())},
             "examples": {r: self.example_ids[r] for r in order},
+            "evidence": {r: self.example_evidence[r] for r in order if self.example_evidence[r]},
             "lengths": {
                 "completion_chars": {"in": length_summary(self.len_in), "kept": length_summary(self.len_kept)},
                 "completion_tokens": {"in": length_summary(self.tok_in), "kept": length_summary(self.tok_kept)},
@@ -427,7 +458,16 @@ def _funnel_order(check_names: list[str], by_reason: Counter[str], check_of: dic
 
 
 STAGE = FilterStage()
-run, main, summary = STAGE.run, STAGE.main, STAGE.summary
+run, summary = STAGE.run, STAGE.summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if any(a == "--explain" or a.startswith("--explain=") for a in args):
+        from r1distill.filter.explain import main as explain_main
+
+        return explain_main(args)
+    return STAGE.main(argv)
 
 
 if __name__ == "__main__":

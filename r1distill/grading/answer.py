@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 
 from r1distill.core.records import parse_completion
+from r1distill.core.text import FENCE
 
 _BOX = re.compile(r"\\(?:boxed|fbox)\s*(\{|\s)")
 _ANSWER_IS = re.compile(
@@ -25,7 +26,6 @@ _ANSWER_IS = re.compile(
     re.IGNORECASE,
 )
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?|-?\.\d+")
-_FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)^[ \t]*```", re.DOTALL | re.MULTILINE)
 _PY_TAGS = {"python", "py", "python3", "py3"}
 _CHOICE_PATTERNS = [
     re.compile(r"\\(?:boxed|fbox)\s*\{\s*(?:\\text(?:bf)?\s*\{\s*)?\(?([A-J])\)?\s*\}?\s*\}"),
@@ -129,7 +129,7 @@ def extract_choice(text: str, letters: str = "ABCDEFGHIJ") -> Extraction | None:
 
 def extract_code(text: str) -> Extraction | None:
     """The last fenced code block tagged python (or untagged, when no block is tagged python), else None."""
-    blocks = [(m.group(1).lower(), m.group(2)) for m in _FENCE.finditer(text)]
+    blocks = [(m.group("lang").lower(), m.group("body")) for m in FENCE.finditer(text)]
     for wanted in (_PY_TAGS, {""}):
         chosen = [body for tag, body in blocks if tag in wanted]
         if chosen:
