@@ -239,7 +239,8 @@ def _read(text: str, gold: str, shortcuts: bool) -> tuple[str, str | None] | Non
     pred = _parse_text(text)
     if not pred:
         return None
-    extracted = pred[-1] if isinstance(pred[-1], str) else str(pred[0])
+    # the matched text, without the sentence's full stop that math-verify's expression match keeps ("1/2.")
+    extracted = (pred[-1] if isinstance(pred[-1], str) else str(pred[0])).strip().rstrip(".").strip()
     if refuse(extracted):
         return UNPARSEABLE, extracted[:200]
     if shortcuts and "%" not in text and _rational(_normalise(_unwrap(extracted))) is not None:
