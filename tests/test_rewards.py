@@ -12,7 +12,7 @@ from r1distill.core.store import ShardWriter, iter_records, write_manifest
 from r1distill.filter.checks.repetition import repetition
 from r1distill.grading.grader import Grader
 from r1distill.train import rewards
-from r1distill.train.rl import _reference
+from r1distill.train.prompts import _reference
 from r1distill.verify.stage import MathConfig, PolicyConfig, VerifyConfig
 from r1distill.verify.stage import run as verify_run
 
