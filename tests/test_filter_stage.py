@@ -112,7 +112,7 @@ def test_filter_end_to_end(tmp_path, cfg):
     report = (out / "report.md").read_text()
     assert "| duplicate_problem | dedup_problem | 1 | " in report and "| kept |  |  | 12 |" in report
     assert "### language_mix (1 of 1)" in report and "<mark>我们需要重新计算这个和。</mark>" in report
-    assert (out / "funnel.svg").read_text().startswith("<svg") and (out / "lengths.svg").exists()
+    assert (out / "funnel.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (out / "lengths.png").exists()
     assert read_manifest(out / "rejected" / "truncated")["rows"] == 1
     assert not (out / ".staging").exists()
 

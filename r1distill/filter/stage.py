@@ -7,7 +7,7 @@ problem dedup and completion dedup. Kept samples go to `OUTPUT/part-*.jsonl`, dr
 `OUTPUT/rejected/<reason>/part-*.jsonl` with `meta["filter"] = {"check", "reason", "details", "evidence"}`: the
 evidence is the offending excerpt (at most 300 characters, with a little context), its offset in the part it comes
 from, and the threshold it crossed. The report is in the manifest (funnel, counts per reason and domain, example ids
-and evidence, lengths) and in `report.md` (+ SVG charts). `r1distill filter --explain SAMPLE_ID -c RECIPE` prints
+and evidence, lengths) and in `report.md` (+ PNG charts). `r1distill filter --explain SAMPLE_ID -c RECIPE` prints
 every check's verdict on one sample (`explain.py`).
 """
 
