@@ -16,12 +16,11 @@ return a `Sample -> Verdict` callable.
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
 from collections.abc import Callable
 from typing import Any
 
-from r1distill.core.config import ConfigError
+from r1distill.core.config import ConfigError, load_object
 from r1distill.core.records import Sample, Verdict
 from r1distill.core.text import excerpt
 
@@ -77,11 +76,7 @@ def available() -> list[str]:
 def build_check(name: str, params: dict[str, Any], where: str = "policy") -> Check:
     """The check `name` (registered, or `module:factory`) bound to `params`; a bad name/param is a ConfigError."""
     if ":" in name:
-        module_name, _, attr = name.partition(":")
-        try:
-            factory = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as e:
-            raise ConfigError(f"{where}: cannot load check {name!r} ({e}); use 'package.module:factory'") from None
+        factory = load_object(name, where, "check", "factory")
     else:
         if name not in _FACTORIES:
             raise ConfigError(f"{where}: unknown check {name!r}; registered checks: {', '.join(available())}")
