@@ -250,3 +250,30 @@ def test_explain_prints_every_check(tmp_path, cfg, capsys):
     assert [c["check"] for c in result["checks"]][:3] == ["truncated", "think_format", "correct"]
     assert filter_stage.main(["--explain", "nope/1/0", "-c", str(recipe), "-i", str(inp), "-o", str(out)]) == 2
     assert "sample 'nope/1/0' not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "bad, expected",
+    [
+        (b'{"id": "src/9/0", "domain": "math"', "malformed JSON record"),  # torn: the writer was cut off
+        (b"not json at all\n", "malformed JSON record"),
+        (b'{"id": "src/9/0", "domain": "math"}\n', "not a sample record"),  # fields missing
+        (b'{"id": "src/9/0", "problem": "caf\xe9"}\n', "not UTF-8"),
+    ],
+)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_bad_record_names_its_file_and_line(tmp_path, cfg, bad, expected, workers):
+    """A bad line in the input (with its manifest agreeing, so the upstream check lets it through) is one error
+    naming the shard and the line, never a traceback from a worker process; nothing finished is left behind."""
+    inp = tmp_path / "in"
+    with ShardWriter(inp) as w:
+        for i in range(3):
+            w.write(sample(reasoning(i), f"The answer is {i}.", problem=f"Problem {i}", id=f"src/{i}/0").to_json())
+    shard = inp / "part-00000.jsonl"
+    shard.write_bytes(shard.read_bytes() + bad)
+    write_manifest(inp, {"stage": "verify"})
+    cfg.workers = workers
+    with pytest.raises(filter_stage.StageError) as e:
+        filter_stage.run(cfg, inp, tmp_path / "out")
+    assert f"{shard}:4" in str(e.value) and expected in str(e.value), str(e.value)
+    assert read_manifest(tmp_path / "out") is None

@@ -45,9 +45,9 @@ def find_sample(sample_id: str, folders: list[Path | None]) -> tuple[Sample, dic
 def explain(cfg: Any, sample: Sample) -> dict[str, Any]:
     """{"decontam": verdict or None, "checks": [{"check", "applies", "keep", "reason", "details", "evidence"}]}:
     every check of the policy run on `sample`, not only up to the first drop."""
-    from r1distill.filter.stage import _Worker, problem_text
+    from r1distill.filter.judge import Judge, problem_text
 
-    worker = _Worker(cfg)
+    worker = Judge(cfg)
     out: dict[str, Any] = {"id": sample.id, "domain": sample.domain, "checks": []}
     hit = worker.decontam.match(problem_text(sample)) if worker.decontam else None
     out["decontam"] = (
