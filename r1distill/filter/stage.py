@@ -201,7 +201,11 @@ def with_filter_meta(
 ) -> str:
     """The rejected sample's JSON line, with `meta["filter"]` saying which check dropped it, why, and the evidence."""
     sample.meta["filter"] = {"check": check, "reason": reason, "details": details, "evidence": evidence}
-    return sample.to_json()
+    # What `sample.to_json()` writes, without `asdict`'s deep copy of every field (a third of a drop's cost).
+    return json.dumps({f: getattr(sample, f) for f in _FIELDS}, ensure_ascii=False, separators=(",", ":"))
+
+
+_FIELDS = tuple(Sample.__dataclass_fields__)
 
 
 _WORKER: _Worker | None = None  # set before forking: worker processes inherit the built policy and indexes

@@ -69,6 +69,19 @@ _LANG_NAMES = {
     "thai": r"thai\b",
 }
 _LANG_NAME_RX = {k: re.compile(v, re.I) for k, v in _LANG_NAMES.items()}
+# The same names as plain substrings of the lowercased prompt (C-speed `in`); `thai` alone needs its word boundary.
+_LANG_WORDS = {k: tuple(v.replace("\\b", "").split("|")) for k, v in _LANG_NAMES.items()}
+
+
+def named_scripts(prompt: str) -> set[str]:
+    """Scripts of the languages `prompt` names ("translate into Korean" -> hangul)."""
+    low = prompt.lower()
+    found = {k for k, words in _LANG_WORDS.items() if any(w in low for w in words)}
+    if "thai" in found and not _LANG_NAME_RX["thai"].search(prompt):
+        found.discard("thai")
+    return found
+
+
 _SENTENCE = re.compile(r"(?<=[.!?;:])\s+|(?<=[。！？；：])|\n+")
 # Han-only sentences in Japanese are usually Japanese (headings, kanji compounds); they read as Chinese when they hold
 # its function words or simplified-only characters, which Japanese text does not use (Japanese writes 们 as 達,
@@ -151,7 +164,7 @@ def prompt_target(prompt: str, min_share: float = 0.2, min_units: float = 12) ->
     as in "translate into Korean"), and the detected language when its main script is Latin or Cyrillic and long
     enough to detect. An empty target (a prompt that is all code or numbers) constrains nothing."""
     masked = mask(prompt)
-    units = script_units(masked)
+    units = script_units(masked) if masked.isascii() else ScriptTable(masked).units()
     if "latin" in units and len(units) > 1:
         # Beside another script, Latin licenses Latin prose only when the prompt has Latin prose itself: code,
         # its comments and mojibake leave identifiers and keywords, not sentences.
@@ -161,7 +174,7 @@ def prompt_target(prompt: str, min_share: float = 0.2, min_units: float = 12) ->
         else:
             del units["latin"]
     total = sum(units.values())
-    named = {script for script, rx in _LANG_NAME_RX.items() if rx.search(prompt)}
+    named = named_scripts(prompt)
     if total < min_units:
         return Target(named)
     scripts = {s for s, n in units.items() if n >= min_share * total} | named

@@ -102,6 +102,8 @@ def _runs(h: np.ndarray, periods: list[int], min_repeats: int) -> list[tuple[int
     out = []
     for p in periods:
         eq = h[p:] == h[:-p]
+        if np.count_nonzero(eq) < (min_repeats - 1) * p:
+            continue  # too few equal pairs for one run: most periods of ordinary text
         edges = np.flatnonzero(np.diff(np.concatenate(([0], eq.view(np.int8), [0]))))
         starts, stops = edges[::2], edges[1::2]
         long = (stops - starts) >= (min_repeats - 1) * p
