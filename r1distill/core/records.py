@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 THINK_OPEN = "<think>"
@@ -124,8 +124,12 @@ class Sample:
         return self.meta.get("finish_reason")
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+        # The fields as they are, without `asdict`'s deep copy of every nested value (a third of a filter drop's cost).
+        return json.dumps({f: getattr(self, f) for f in _SAMPLE_FIELDS}, ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Sample:
         return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data})
+
+
+_SAMPLE_FIELDS = tuple(Sample.__dataclass_fields__)

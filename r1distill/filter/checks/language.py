@@ -30,6 +30,7 @@ import numpy as np
 
 from r1distill.core.records import Sample, Verdict
 from r1distill.core.text import PARAGRAPH_BREAK as _PARAGRAPH
+from r1distill.core.text import SCRIPT_RANGES as _RANGES
 from r1distill.filter.checks import evidence, register
 from r1distill.filter.checks.scripts import CJK_WEIGHT, ScriptTable, has_non_latin, script_units, sentences
 from r1distill.filter.checks.scripts import SCRIPT_RX as _SCRIPT_RX
@@ -47,10 +48,14 @@ _MASK = re.compile(
     r"|^[ \t]*(?:def|class|import|from \S+ import|return|#include|public:|private:|protected:)[^\n]*$"
     r"|\$\$.*?\$\$|\$[^$\n]{0,2000}\$|\\\[.*?\\\]|\\\(.*?\\\)|\\begin\{(\w+\*?)\}.*?\\end\{\1\}"  # LaTeX
     r"|\\[A-Za-z]+|https?://\S+|www\.\S+"  # commands, URLs
-    r"|[A-Za-z0-9_]*[_0-9][A-Za-z0-9_]*|[a-z]+[A-Z][A-Za-z]*|[A-Za-z_]+(?:\.[A-Za-z_]+)+"  # identifiers
-    r"|[A-Za-z_]\w*(?=[\[(]|\s*[-+*/]?=)|(?<![A-Za-z])[A-Z]{2,}s?(?![A-Za-z])",  # calls, assignments, acronyms
+    r"|(?<![A-Za-z])[A-Za-z]++[_0-9][A-Za-z0-9_]*|[_0-9][A-Za-z0-9_]*|(?<![a-z])[a-z]++[A-Z][A-Za-z]*"  # identifiers
+    r"|(?<![A-Za-z_])[A-Za-z_]++(?:\.[A-Za-z_]++)+|(?<![A-Za-z_])[A-Za-z_]\w*+(?=[\[(]|\s*[-+*/]?=)"  # calls
+    r"|(?<![A-Za-z])[A-Z]{2,}+s?(?![A-Za-z])",  # acronyms
     re.S | re.M,
 )
+# Written for speed, matching exactly what the plain forms (`[A-Za-z0-9_]*[_0-9]...`, `[a-z]+[A-Z]...`) would:
+# possessive quantifiers never give back what could not let the next token match, and the lookbehinds skip the
+# inner letters of a word, where the attempt would end where the one at the word's start ended, and fail alike.
 # A prompt that names a language (translate into Korean) allows its script.
 _LANG_NAMES = {
     "han": r"chinese|mandarin|cantonese|中文|汉语|漢語",
@@ -64,6 +69,19 @@ _LANG_NAMES = {
     "thai": r"thai\b",
 }
 _LANG_NAME_RX = {k: re.compile(v, re.I) for k, v in _LANG_NAMES.items()}
+# The same names as plain substrings of the lowercased prompt (C-speed `in`); `thai` alone needs its word boundary.
+_LANG_WORDS = {k: tuple(v.replace("\\b", "").split("|")) for k, v in _LANG_NAMES.items()}
+
+
+def named_scripts(prompt: str) -> set[str]:
+    """Scripts of the languages `prompt` names ("translate into Korean" -> hangul)."""
+    low = prompt.lower()
+    found = {k for k, words in _LANG_WORDS.items() if any(w in low for w in words)}
+    if "thai" in found and not _LANG_NAME_RX["thai"].search(prompt):
+        found.discard("thai")
+    return found
+
+
 _SENTENCE = re.compile(r"(?<=[.!?;:])\s+|(?<=[。！？；：])|\n+")
 # Han-only sentences in Japanese are usually Japanese (headings, kanji compounds); they read as Chinese when they hold
 # its function words or simplified-only characters, which Japanese text does not use (Japanese writes 们 as 達,
@@ -95,6 +113,9 @@ _OTHER_STOP_BYTES = frozenset(w.encode("utf-8") for w in _OTHER_STOP)
 # ASCII bytes that are no letter -> space: the words of a lowercased UTF-8 text are then its `split()`.
 _NOT_LETTER = bytes(c for c in range(128) if not chr(c).isalpha())
 _TO_SPACE = bytes.maketrans(_NOT_LETTER, b" " * len(_NOT_LETTER))
+_NOT_ASCII_LETTER = bytes(c for c in range(256) if not (c < 128 and chr(c).isalpha()))
+_ASCII_LETTERS_ONLY = bytes.maketrans(_NOT_ASCII_LETTER, b" " * len(_NOT_ASCII_LETTER))
+_ACCENTED = re.compile(f"[{_RANGES['latin'][6:]}]")  # the Latin letters beyond A-Z and a-z
 
 
 _COMMENT = re.compile(r"//[^\n]*|/\*.*?\*/", re.S)
@@ -143,7 +164,7 @@ def prompt_target(prompt: str, min_share: float = 0.2, min_units: float = 12) ->
     as in "translate into Korean"), and the detected language when its main script is Latin or Cyrillic and long
     enough to detect. An empty target (a prompt that is all code or numbers) constrains nothing."""
     masked = mask(prompt)
-    units = script_units(masked)
+    units = script_units(masked) if masked.isascii() else ScriptTable(masked).units()
     if "latin" in units and len(units) > 1:
         # Beside another script, Latin licenses Latin prose only when the prompt has Latin prose itself: code,
         # its comments and mojibake leave identifiers and keywords, not sentences.
@@ -153,7 +174,7 @@ def prompt_target(prompt: str, min_share: float = 0.2, min_units: float = 12) ->
         else:
             del units["latin"]
     total = sum(units.values())
-    named = {script for script, rx in _LANG_NAME_RX.items() if rx.search(prompt)}
+    named = named_scripts(prompt)
     if total < min_units:
         return Target(named)
     scripts = {s for s, n in units.items() if n >= min_share * total} | named
@@ -180,7 +201,14 @@ def _latin_prose_units(text: str) -> float:
 def _maybe_other_latin(text: str) -> bool:
     """Worth a detector call: another language's function words, or diacritics (Polish, Turkish, Vietnamese...).
     Neither, and not plainly English either: code or data, whose language a detector would only guess."""
-    words = _SCRIPT_RX["latin"].findall(text[:5000])
+    head = text[:5000]
+    if not _ACCENTED.search(head):
+        # No accented letter: the Latin words are the runs of ASCII letters, and without one function word of
+        # another language the answer is no (most English texts), found without a word list.
+        words = head.lower().encode("utf-8").translate(_ASCII_LETTERS_ONLY).split()
+        if not _OTHER_STOP_BYTES.intersection(words):
+            return False
+    words = _SCRIPT_RX["latin"].findall(head)
     if not words:
         return False
     letters = sum(map(len, words))
@@ -274,11 +302,11 @@ def _by_stopwords(text: str, lang: str | None) -> str | None:
     None: only the detector can tell."""
     if _plainly_english(text, Target()):
         return "en"
-    own = _OWN_STOP.get(lang or "")
-    if own is not None:
-        words = _SCRIPT_RX["latin"].findall(text[:5000])
-        if len(words) >= 12 and _stop_share(words, own) >= 0.06 and _stop_share(words) < 0.02:
-            return lang
+    for name, own in _OWN_STOP.items() if lang is None else [(lang, _OWN_STOP.get(lang))]:
+        if own is not None:
+            words = _SCRIPT_RX["latin"].findall(text[:5000])
+            if len(words) >= 12 and _stop_share(words, own) >= 0.06 and _stop_share(words) < 0.02:
+                return name
     return None
 
 

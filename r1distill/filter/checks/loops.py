@@ -49,7 +49,8 @@ def _candidates(h: np.ndarray, min_repeats: int, max_period: int) -> list[int]:
     # the low ones, so equal pairs sort next to each other in text order (a 44-bit collision is negligible here).
     bits = max(1, int(n).bit_length())
     with np.errstate(over="ignore"):
-        keys = ((h[:-1] * _MIX + h[1:]) >> np.uint64(bits) << np.uint64(bits)) | np.arange(n - 1, dtype=np.uint64)
+        pairs = (h[:-1] * _MIX + h[1:]) * _MIX  # multiplied again: a short word's hash lives in the low bits
+        keys = (pairs >> np.uint64(bits) << np.uint64(bits)) | np.arange(n - 1, dtype=np.uint64)
     keys.sort()
     same = (keys[1:] >> np.uint64(bits)) == (keys[:-1] >> np.uint64(bits))
     mask = np.uint64((1 << bits) - 1)
@@ -62,11 +63,47 @@ def _candidates(h: np.ndarray, min_repeats: int, max_period: int) -> list[int]:
     return np.flatnonzero((p > 0) & (counts >= np.maximum(1, 0.5 * ((min_repeats - 1) * p - 1)))).tolist()
 
 
+def ngram_scan(h: np.ndarray, n: int, min_repeats: int, max_period: int) -> tuple[float, list[int]]:
+    """(the n-gram share of `repetition.dup_ngram_share`, the periods `word_loop` should check) from one sort.
+
+    The n-gram hashes keep their high bits and carry their position in the low ones, so one plain sort gives both
+    the distinct count and, for equal n-grams (adjacent, in text order), the distance back to the previous
+    occurrence. A block of p words repeated k times repeats its n-grams at distance p about (k-1)p - n times; the
+    periods too short for that (p < n/(k-1)) are always checked."""
+    direct = list(range(1, min(-(-n // max(min_repeats - 1, 1)), max_period) + 1))
+    total = len(h) - n + 1
+    if total <= 1:
+        return 0.0, direct if len(h) >= min_repeats else []
+    grams = h[:total].copy()
+    bits = max(1, int(total).bit_length())
+    hi = np.uint64(bits)
+    with np.errstate(over="ignore"):
+        for j in range(1, n):
+            grams = grams * _MIX + h[j : j + total]
+        # Multiplied once more: the last word was only added, and a short word's hash lives in the low bits.
+        keys = (grams * _MIX >> hi << hi) | np.arange(total, dtype=np.uint64)
+    keys.sort()
+    same = (keys[1:] >> hi) == (keys[:-1] >> hi)
+    share = 1.0 - (total - int(np.count_nonzero(same))) / total
+    mask = np.uint64((1 << bits) - 1)
+    dist = ((keys[1:] & mask) - (keys[:-1] & mask))[same].astype(np.int64)
+    dist = dist[dist <= max_period]
+    if not len(dist):
+        return share, direct
+    counts = np.bincount(dist)
+    p = np.arange(len(counts))
+    need = np.maximum(1, 0.5 * ((min_repeats - 1) * p - n + 1))
+    found = np.flatnonzero((p > len(direct)) & (counts >= need)).tolist()
+    return share, direct + found
+
+
 def _runs(h: np.ndarray, periods: list[int], min_repeats: int) -> list[tuple[int, int, int]]:
     """(first item, period, copies) of every stretch where item i equals item i-p for `min_repeats`+ copies."""
     out = []
     for p in periods:
         eq = h[p:] == h[:-p]
+        if np.count_nonzero(eq) < (min_repeats - 1) * p:
+            continue  # too few equal pairs for one run: most periods of ordinary text
         edges = np.flatnonzero(np.diff(np.concatenate(([0], eq.view(np.int8), [0]))))
         starts, stops = edges[::2], edges[1::2]
         long = (stops - starts) >= (min_repeats - 1) * p
@@ -91,12 +128,22 @@ def _best(text: str, spans, runs, min_block_chars: int, min_run_chars: int) -> L
 
 
 def word_loop(
-    text: str, table, *, min_repeats: int, min_run_chars: int, min_block_chars: int, max_period: int
+    text: str,
+    table,
+    *,
+    min_repeats: int,
+    min_run_chars: int,
+    min_block_chars: int,
+    max_period: int,
+    periods: list[int] | None = None,
 ) -> Loop | None:
     """The longest run of a block of at most `max_period` words repeated `min_repeats`+ times in a row, covering
-    `min_run_chars`+ characters with a block of `min_block_chars`+; `table` is `repetition.word_table(text)`."""
+    `min_run_chars`+ characters with a block of `min_block_chars`+; `table` is `repetition.word_table(text)`,
+    `periods` the candidates from `ngram_scan` (else found from word pairs)."""
     hashes, starts, data = table
-    runs = _runs(hashes, _candidates(hashes, min_repeats, max_period), min_repeats)
+    if periods is None:
+        periods = _candidates(hashes, min_repeats, max_period)
+    runs = _runs(hashes, periods, min_repeats)
     if not runs:
         return None
     space = np.flatnonzero(data <= 32)

@@ -21,25 +21,18 @@ from r1distill.core.records import Sample, Verdict
 from r1distill.core.text import CJK_CHAR
 from r1distill.core.text import PARAGRAPH_BREAK as _PARAGRAPH_BREAK
 from r1distill.filter.checks import evidence, register
-from r1distill.filter.checks.loops import Loop, tail_loop, unit_loop, word_loop
+from r1distill.filter.checks.loops import Loop, ngram_scan, tail_loop, unit_loop, word_loop
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
 def dup_fraction(units: list[str], min_chars: int = 1) -> float:
-    """Share of characters (of units at least `min_chars` long) in units seen before."""
-    seen: set[str] = set()
-    total = dup = 0
-    for unit in units:
-        unit = unit.strip()
-        if len(unit) < min_chars:
-            continue
-        total += len(unit)
-        if unit in seen:
-            dup += len(unit)
-        else:
-            seen.add(unit)
-    return dup / total if total else 0.0
+    """Share of characters (of units at least `min_chars` long, stripped) in units seen before: every copy after
+    the first of a unit, i.e. all characters minus those of the distinct units (no Python loop over units)."""
+    stripped = map(str.strip, units)
+    kept = [u for u in stripped if u] if min_chars <= 1 else [u for u in stripped if len(u) >= min_chars]
+    total = sum(map(len, kept))
+    return (total - sum(map(len, set(kept)))) / total if total else 0.0
 
 
 _P = 0x100000001B3  # odd: invertible modulo 2^64
@@ -142,7 +135,7 @@ def repetition(
     repeated `tail_min_repeats`+ times over `tail_min_run_chars`+. Every drop carries its evidence."""
     p = sample.parsed
     for part, text in (("reasoning", p.reasoning), ("answer", p.answer if check_answer else "")):
-        words = None  # word hashes, computed once for the loop and the n-gram signals
+        share = None  # the n-gram share, computed with the loop candidates when the loop check runs
         if loops and len(text) >= min(loop_min_run_chars, tail_min_run_chars):
             params = {"min_repeats": loop_min_repeats, "min_run_chars": loop_min_run_chars,
                       "min_block_chars": loop_min_block_chars, "max_period": loop_max_period}  # fmt: skip
@@ -150,8 +143,8 @@ def repetition(
                 loop = unit_loop(text, **params)  # no spaces between CJK words: sentences and lines instead
             else:
                 table = word_table(text)
-                words = table[0]
-                loop = word_loop(text, table, **params)
+                share, periods = ngram_scan(table[0], ngram, loop_min_repeats, loop_max_period)
+                loop = word_loop(text, table, periods=periods, **params)
             rule: dict[str, Any] = {"min_repeats": loop_min_repeats, "min_run_chars": loop_min_run_chars}
             if loop is None:
                 loop = tail_loop(text, min_repeats=tail_min_repeats, min_run_chars=tail_min_run_chars)
@@ -173,7 +166,8 @@ def repetition(
         frac = dup_fraction(text.split("\n"), min_line_chars)
         if frac > max_dup_line_frac:
             return _drop("dup_line_frac", part, text, {"max_dup_line_frac": max_dup_line_frac}, frac=round(frac, 4))
-        share = dup_ngram_share(word_hashes(text) if words is None else words, ngram)
+        if share is None:
+            share = dup_ngram_share(word_hashes(text), ngram)
         if share > max_dup_ngram_share:
             return _drop("dup_ngram_share", part, text, {"max_dup_ngram_share": max_dup_ngram_share},
                          share=round(share, 4), n=ngram)  # fmt: skip
