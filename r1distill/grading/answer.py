@@ -24,9 +24,9 @@ from r1distill.core.text import FENCE
 # A final answer is graded on its last MAX_TEXT_CHARS characters: the answer sits at the end, and every later step
 # (regexes, IPC) then costs a bounded amount whatever the teacher wrote.
 MAX_TEXT_CHARS = 16_384
-# Beyond these an answer is refused (`unparseable`): no benchmark answer comes near them (MATH-500's longest is
-# 120 characters, its deepest 5 levels), while a `\\frac` nested hundreds deep makes math-verify read only the
-# innermost value (issue 18: such an answer was graded correct against 1/2).
+# Beyond these an answer is refused (`unparseable`): no benchmark answer comes near them (MATH-500's longest answer
+# is 53 characters, nested 2 deep; its worked solutions nest 6 deep at most), while a `\\frac` nested hundreds deep
+# makes math-verify read only the innermost value (issue 18: such an answer was graded correct against 1/2).
 MAX_ANSWER_CHARS = 1_000
 MAX_DEPTH = 24
 

@@ -4,9 +4,10 @@ Items go to long-lived worker processes, a few at a time; a worker whose current
 SIGKILLed, the item is recorded as `timeout`, a fresh worker replaces the dead one, and the rest of the batch goes
 on (the items it had not started yet go back to the queue). Each item's deadline starts when the worker starts it.
 
-Kept over pebble's `ProcessPool(timeout=)`: on `tests/perf/bench_verify.py --pebble` (2 cores) it grades the same
-deduplicated wrong pairs 1.2-2x faster (pebble cannot send one reference's items to the worker that cached its
-parse; items go out 8 to a message), and its workers start warm (forkserver preload), so an import is never a timeout.
+Kept over pebble's `ProcessPool(timeout=)` because its IPC is cheaper: `bench_verify.py --pebble` (2 cores) grades
+equal pairs, where the pool's own cost is all there is, at ~34k verdicts/s against pebble's ~7k (items go 8 to a
+message, not one future each), and math-verify-bound wrong pairs no slower (225 vs 181/s, within the machine's
+noise); its workers also start warm (forkserver preload), so an import is never read as a timeout.
 """
 
 from __future__ import annotations
