@@ -16,7 +16,7 @@ import hashlib
 import logging
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from r1distill.core.models import BUNDLED, load_tokenizer, resolve_model
 from r1distill.core.stage import header, make_parser, resolve_dirs, setup_logging, stage_main
 from r1distill.core.store import StageError, manifest_hash, read_manifest, write_manifest
 from r1distill.train import common as training
+from r1distill.train import context
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,9 @@ class SFTStageConfig:
     peft: dict[str, Any] | None = None
     kd: dict[str, Any] | None = None
     preflight: bool = True
+    # Set on the student's config before it loads, e.g. {rope_theta: 300000, max_position_embeddings: 32768} to
+    # train a 4k-context base at 32k (train/context.py); the trained model keeps them.
+    model_config: dict[str, Any] | None = None
 
 
 Config = SFTStageConfig
@@ -59,6 +63,11 @@ def validate(cfg: SFTStageConfig) -> None:
     training.validate(cfg, "sft", SFTConfig)
     if cfg.chat_template:
         preflight.template_path(cfg.chat_template, "sft.chat_template")
+    if cfg.model_config is not None and not isinstance(cfg.model_config, dict):
+        raise StageError("sft.model_config: expected a mapping of config fields, e.g. {rope_theta: 300000}")
+    defaults = {f.name: f.default for f in fields(SFTConfig)}
+    trl = {**defaults, **cfg.trl}
+    context.check(cfg.model, cfg.model_config, trl["max_length"], bool(trl["packing"]), None)
 
 
 def load_splits(cfg: SFTStageConfig, input_dir: Path | None) -> tuple[Any, Any, dict[str, Any]]:
@@ -147,6 +156,7 @@ def prepare(cfg: SFTStageConfig, input_dir: Path | None, output_dir: Path, force
     student = resolve_model(cfg.model)
     deepspeed = training.deepspeed_config(cfg.deepspeed, "sft.deepspeed")
     args = training.trainer_args(SFTConfig, cfg.trl, output_dir, deepspeed, "sft.trl", **TRL_DEFAULTS)
+    _check_context(cfg, student, args, input_dir)
     _ = args.device  # joins the process group now (DeepSpeed/DDP), so the barriers below see every rank
     lora = training.lora_config(cfg.peft, "sft.peft")
     train, evaluation, described = load_splits(cfg, input_dir)
@@ -174,6 +184,26 @@ def prepare(cfg: SFTStageConfig, input_dir: Path | None, output_dir: Path, force
     return Prepared(trainer, tok, student, lora is not None, described, len(train))
 
 
+def _check_context(cfg: SFTStageConfig, student: str, args, input_dir: Path | None) -> None:
+    """Refuse before the model loads when `max_length` (or the longest built row) exceeds the student's context,
+    and hand TRL the student's config with `sft.model_config` applied."""
+    from transformers import AutoConfig
+
+    try:
+        hf = AutoConfig.from_pretrained(student)
+    except (OSError, ValueError) as e:
+        raise StageError(f"sft.model: cannot read the config of {student}: {e}") from None
+    build = read_manifest(input_dir) if input_dir and not cfg.dataset else None
+    longest = ((build or {}).get("lengths") or {}).get("train", {}).get("max")
+    context.check(cfg.model, cfg.model_config, args.max_length, args.packing, longest, config=hf.to_dict())
+    if cfg.model_config:
+        args.model_init_kwargs = {
+            **(args.model_init_kwargs or {}),
+            "config": context.apply_overrides(hf, cfg.model_config),
+        }
+        log.info("sft.model_config: %s applied to %s's config", cfg.model_config, cfg.model)
+
+
 def run(cfg: SFTStageConfig, input_dir: Path | None, output_dir: Path, force: bool = False) -> dict[str, Any]:
     """Train (resuming from the newest complete checkpoint), save the model into `output_dir`, write the manifest
     last; returns the manifest (on rank 0; {} elsewhere)."""
@@ -185,11 +215,14 @@ def run(cfg: SFTStageConfig, input_dir: Path | None, output_dir: Path, force: bo
     t0 = time.monotonic()
     job.trainer.train(resume_from_checkpoint=resume)
     summary = _train_summary(job.trainer, time.monotonic() - t0, resume)
+    if cfg.model_config:
+        summary["model_config_overrides"] = cfg.model_config
     card = training.model_card(
         f"{output_dir.name}: SFT of {cfg.model}", cfg.model, job.described["dataset"],
         job.described.get("dataset_card_sha256"), asdict(cfg), summary,
     )  # fmt: skip
-    training.save_final(job.trainer, job.tokenizer, output_dir, card, base_model=job.student if job.lora else None)
+    base = job.student if job.lora else None
+    training.save_final(job.trainer, job.tokenizer, output_dir, card, base_model=base, model_config=cfg.model_config)
     manifest = {}
     if training.is_main_process():
         _fix_generation_config(output_dir, job.tokenizer)
