@@ -111,8 +111,12 @@ class Benchmark:
 
 def _read_local(path: Path) -> Iterator[Row]:
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    with opener(path, "rb") as f:  # bytes, so a bad byte is named by its line
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise StageError(f"{path}:{lineno}: not UTF-8 text ({e.reason}); re-save the file as UTF-8") from None
             if line.strip():
                 try:
                     yield json.loads(line)

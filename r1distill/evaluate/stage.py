@@ -334,6 +334,7 @@ def run(
         raise StageError(f"evaluate.engine: unknown engine {cfg.engine!r}; available: {', '.join(ENGINES)}")
     if not cfg.benchmarks:
         raise StageError("evaluate.benchmarks: name at least one of " + ", ".join(benchmarks.names()))
+    validate(cfg)  # sampling keys too, named as evaluate.sampling, before any engine starts
     benches = [benchmarks.get(name) for name in cfg.benchmarks]
     models = subjects(cfg, input_dir, output_dir)
     rows = {b.name: b.rows(cfg.data_root, cfg.limit) for b in benches}

@@ -8,21 +8,22 @@ on disk yet; every requested sample ends up in the output exactly once. The mani
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import sys
 import time
-from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from r1distill.cluster.sharding import link_shards, parse_shard, shard_dir, shard_of
 from r1distill.core.config import config_hash
 from r1distill.core.models import BUNDLED, resolve_model
 from r1distill.core.progress import Progress
-from r1distill.core.records import Sample, sample_id
+from r1distill.core.records import Sample, key_hash
 from r1distill.core.stage import header, stage_main
 from r1distill.core.store import (
     ShardWriter,
@@ -37,7 +38,8 @@ from r1distill.core.store import (
 from r1distill.generate.engines import ENGINES, Engine, Request, make_engine
 from r1distill.generate.engines.openai_http import HTTPSettings
 from r1distill.generate.logprobs import encode
-from r1distill.generate.prompts import Prompt, SourceConfig, load_prompts
+from r1distill.generate.plan import Plan, disk_summary, hashes, messages_for, prompt_check, request_seed, wanted_on_disk
+from r1distill.generate.prompts import Prompt, SourceConfig, scan_prompts
 
 log = logging.getLogger(__name__)
 
@@ -87,19 +89,6 @@ def content_hash(cfg: GenerateConfig, model: str) -> str:
     """What decides a sample's text: resuming into a folder made with a different value would mix two teachers."""
     keys = ("engine", "system_prompt", "prompt_template", "prefill", "seed", "vllm", "logprobs")
     return config_hash({"model": model, "sampling": sampling_params(cfg), **{k: getattr(cfg, k) for k in keys}})
-
-
-def request_seed(base: int | None, sid: str) -> int | None:
-    """A per-sample seed derived from the id: a resumed sample is drawn exactly as it would have been."""
-    if base is None:
-        return None
-    return int.from_bytes(hashlib.sha256(f"{base}:{sid}".encode()).digest()[:4], "little") & 0x7FFFFFFF
-
-
-def messages_for(cfg: GenerateConfig, prompt: Prompt) -> list[dict[str, str]]:
-    msgs = [{"role": "system", "content": cfg.system_prompt}] if cfg.system_prompt else []
-    msgs.append({"role": "user", "content": cfg.prompt_template.replace("{problem}", prompt.problem)})
-    return msgs
 
 
 def teacher_model(cfg: GenerateConfig) -> str:
@@ -152,8 +141,9 @@ def validate(cfg: GenerateConfig) -> None:
     check_engine(cfg.engine, cfg.http, sampling_params(cfg), "generate")
 
 
-def _resume_state(output_dir: Path, chash: str) -> set[str]:
-    """Ids already on disk, after sealing what a killed run left; refuses a folder of a different teacher config."""
+def _resume_state(output_dir: Path, chash: str) -> np.ndarray:
+    """Sorted id hashes of the samples on disk, after sealing what a killed run left; refuses a folder of a
+    different teacher config."""
     state_path = output_dir / STATE
     if state_path.exists():
         previous = json.loads(state_path.read_text())["content_hash"]
@@ -165,117 +155,101 @@ def _resume_state(output_dir: Path, chash: str) -> set[str]:
     else:
         atomic_write_text(state_path, json.dumps({"content_hash": chash}) + "\n")
     recover(output_dir)
-    return {rec["id"] for rec in iter_records(output_dir)}
-
-
-def _summary(output_dir: Path, wanted: set[str]) -> dict[str, Any]:
-    finish: Counter[str] = Counter()
-    prompt_tokens = completion_tokens = samples = 0
-    ids: set[str] = set()
-    for rec in iter_records(output_dir):
-        if rec["id"] in ids:
-            raise StageError(f"{output_dir}: sample {rec['id']} written twice; the folder is corrupt, regenerate it")
-        ids.add(rec["id"])
-        samples += 1
-        finish[str(rec["meta"].get("finish_reason"))] += 1
-        prompt_tokens += rec["meta"].get("prompt_tokens", 0)
-        completion_tokens += rec["meta"].get("completion_tokens", 0)
-    missing = wanted - ids
-    if missing:
-        raise StageError(f"{output_dir}: {len(missing)} requested samples missing (e.g. {min(missing)}); rerun")
-    return {
-        "samples": samples,
-        "extra_samples": len(ids - wanted),
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "mean_completion_tokens": round(completion_tokens / max(samples, 1), 1),
-        "finish_reasons": dict(finish),
-    }
+    return np.sort(hashes(key_hash(rec["id"]) for rec in iter_records(output_dir)))
 
 
 def run(cfg: GenerateConfig, input_dir: Path | None, output_dir: Path, engine: Engine | None = None) -> dict[str, Any]:
     """Generate every missing (prompt, k) sample into `output_dir` and write its manifest. Returns the manifest.
 
-    `engine` lets a caller reuse a running engine; by default one is started from the config (after every input
-    has been checked, so bad input fails fast).
+    `engine` lets a caller reuse a running engine; by default one is started from the config, after every check
+    that needs no engine (the folder's lock, every prompt row, sampling keys, prompt lengths), so bad input fails
+    in seconds. Prompts and requests are streamed: memory follows `max_in_flight`, not the number of samples.
     """
     output_dir = Path(output_dir)
     if cfg.n < 1:
         raise StageError("generate.n: must be at least 1")
-    prompts = load_prompts(cfg.sources, cfg.limit)
-    model = teacher_model(cfg)
-    sampling = sampling_params(cfg)
-    if cfg.engine in ("vllm", "ray"):
-        _check_sampling(sampling)
-    chash = content_hash(cfg, model)
     if cfg.shard and cfg.merge_shards:
         raise StageError("generate: give either shard (run one shard) or merge_shards (combine them), not both")
+    keep = None
     if cfg.shard:
         i, n = parse_shard(cfg.shard)
-        prompts = [p for p in prompts if shard_of(p.source, p.row, n) == i]
+        keep = lambda p: shard_of(p.source, p.row, n) == i  # noqa: E731
         output_dir = shard_dir(output_dir, i, n)
-    with locked(output_dir):
+    with locked(output_dir):  # first: a second run on this folder is refused before anything slow
+        model = teacher_model(cfg)
+        sampling = sampling_params(cfg)
+        if cfg.engine in ("vllm", "ray"):
+            _check_sampling(sampling)
+        plan = Plan(cfg, keep, scan_prompts(cfg.sources, cfg.limit, keep=keep, each=prompt_check(cfg, model, engine)))
+        chash = content_hash(cfg, model)
         clear_manifest(output_dir)
-        wanted = {sample_id(p.source, p.row, k) for p in prompts for k in range(cfg.n)}
         if cfg.merge_shards:
             shard_manifests = link_shards(output_dir, cfg.merge_shards, chash)
             extra = {
                 "merged_shards": cfg.merge_shards,
                 "shard_wall_s": [m.get("last_run", {}).get("wall_s") for m in shard_manifests],
             }
-            return _finish(cfg, input_dir, output_dir, model, chash, sampling, prompts, wanted, extra)
+            return _finish(cfg, input_dir, output_dir, model, chash, sampling, plan, extra)
         done = _resume_state(output_dir, chash)
-        todo = [(p, k) for p in prompts for k in range(cfg.n) if sample_id(p.source, p.row, k) not in done]
-        if done - wanted:
-            log.warning("%s: %d samples on disk are not requested by this config; kept", output_dir, len(done - wanted))
-        log.info(
-            "generate: %d prompts x n=%d: %d on disk, %d to go", len(prompts), cfg.n, len(wanted) - len(todo), len(todo)
-        )
-        errors, this_run = _generate(cfg, engine, model, sampling, todo, output_dir, len(wanted) - len(todo))
+        on_disk = wanted_on_disk(output_dir, plan)
+        if len(done) > on_disk:
+            log.warning(
+                "%s: %d samples on disk are not requested by this config; kept", output_dir, len(done) - on_disk
+            )
+        todo = plan.wanted - on_disk
+        log.info("generate: %d prompts x n=%d: %d on disk, %d to go", len(plan.keys), cfg.n, on_disk, todo)
+        pairs = plan.pairs(done) if todo else iter(())
+        errors, this_run = _generate(cfg, engine, model, sampling, pairs, todo, output_dir, on_disk)
         if errors:
             path = output_dir / "errors.jsonl"
             atomic_write_text(path, "".join(json.dumps(e) + "\n" for e in errors))
             raise StageError(f"{len(errors)} requests failed (first: {errors[0]['error']}); see {path}; rerun to retry")
         (output_dir / "errors.jsonl").unlink(missing_ok=True)
-        return _finish(cfg, input_dir, output_dir, model, chash, sampling, prompts, wanted, {"last_run": this_run})
+        return _finish(cfg, input_dir, output_dir, model, chash, sampling, plan, {"last_run": this_run})
 
 
-def _finish(cfg, input_dir, output_dir, model, chash, sampling, prompts, wanted, extra) -> dict[str, Any]:
+def _finish(cfg, input_dir, output_dir, model, chash, sampling, plan: Plan, extra) -> dict[str, Any]:
     """Check the folder holds exactly the wanted samples and write the manifest (last)."""
-    summary = _summary(output_dir, wanted)
+    summary = disk_summary(output_dir, plan)
     manifest = {
         **header("generate", cfg, input_dir),
         "teacher": model,
         "teacher_ref": cfg.model,
         "content_hash": chash,
         "sampling": sampling,
-        "counts": {"prompts": len(prompts), "n": cfg.n, "samples": summary["samples"]},
+        "counts": {"prompts": len(plan.keys), "n": cfg.n, "samples": summary["samples"]},
         "stats": summary,
         **extra,
     }
     return write_manifest(output_dir, manifest)
 
 
-def _generate(cfg, engine, model, sampling, todo, output_dir, already) -> tuple[list[dict[str, str]], dict]:
-    """Stream the todo samples to disk; returns the failed requests and this run's figures."""
+def _generate(cfg, engine, model, sampling, pairs, todo, output_dir, already) -> tuple[list[dict[str, str]], dict]:
+    """Stream the `todo` samples of `pairs` to disk; returns the failed requests and this run's figures.
+
+    Requests are made as the engine asks for them (it holds at most max_in_flight), and each is forgotten once its
+    completion is written, so nothing here grows with the run."""
     if not todo:
         return [], {"samples": 0}
-    requests = {}
-    for p, k in todo:
-        sid = sample_id(p.source, p.row, k)
-        seed = request_seed(cfg.seed, sid)
-        requests[sid] = (p, k, Request(sid, messages_for(cfg, p), sampling, cfg.prefill, seed, cfg.logprobs))
+    pending: dict[str, tuple[Prompt, int, Request]] = {}
+
+    def requests() -> Iterator[Request]:
+        for p, k, sid in pairs:
+            req = Request(sid, messages_for(cfg, p), sampling, cfg.prefill, request_seed(cfg.seed, sid), cfg.logprobs)
+            pending[sid] = (p, k, req)
+            yield req
+
     own = engine is None
     if own:
         engine = start_engine(cfg, model)
     teacher = {**engine.describe(), "model": cfg.model}
     errors: list[dict[str, str]] = []
-    progress = Progress(total=already + len(todo), desc="generate", initial=already)
+    progress = Progress(total=already + todo, desc="generate", initial=already)
     t0 = time.monotonic()
     try:
         with ShardWriter(output_dir, cfg.rows_per_shard) as writer:
-            for c in engine.generate(req for _, _, req in requests.values()):
-                prompt, k, req = requests[c.id]
+            for c in engine.generate(requests()):
+                prompt, k, req = pending.pop(c.id)
                 if c.error:
                     errors.append({"id": c.id, "error": c.error})
                     continue
