@@ -1,9 +1,9 @@
-"""Peak memory and samples/s of `r1distill generate` (and optionally verify) as the run grows: memory must stay flat.
+"""Peak memory and samples/s of generate (and verify, filter, build) as a run grows: memory must stay flat.
 
-    .venv/bin/python tests/perf/bench_scale.py [--sizes 10000,100000,1000000] [--n 4] [--stages generate,verify]
+    .venv/bin/python tests/perf/bench_scale.py [--sizes 10000,100000,1000000] [--n 4] [--stages verify,filter,build]
     .venv/bin/python tests/perf/bench_scale.py --engine vllm --sizes 1000,4000,16000 --max-tokens 4
 
-Each size runs in its own process (peak RSS is per process: `resource.getrusage(RUSAGE_SELF).ru_maxrss`), on a
+Each size and stage runs in its own process (peak RSS is per process: `resource.getrusage(RUSAGE_SELF).ru_maxrss`), on a
 JSONL prompt file written for it with `size / n` prompts. The teacher is a stand-in that implements the real
 `Engine` interface (holds at most `max_in_flight` requests, answers each at once with a fixed boxed answer), so
 what is measured is r1distill's own work: reading prompts, building requests, writing shards, checking the folder.
@@ -15,8 +15,10 @@ library imported, nothing yet to hold; that RSS is printed as `warm`), then the 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -30,13 +32,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 BASELINE = 100
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _stand_in_engine(max_in_flight: int):
     from r1distill.generate.engines import Completion, Engine, Request
 
     class StandIn(Engine):
-        """Answers every request with a fixed 60-token-like reasoning and a boxed answer, `max_in_flight` at a time."""
+        """Answers every "What is a + b?" with a short correct chain naming the sample, `max_in_flight` at a time."""
 
         name = "stand-in"
 
@@ -49,7 +52,11 @@ def _stand_in_engine(max_in_flight: int):
                 if not window:
                     return
                 for req in reversed(window):  # completion order differs from submission order, as in a real engine
-                    text = "Adding the two numbers step by step gives the total.\n</think>\n\nThe answer is \\boxed{2}."
+                    a, b = map(int, re.findall(r"\d+", req.messages[-1]["content"])[:2])
+                    text = (
+                        f"Adding {a} and {b} step by step for {req.id}: {a} + {b} = {a + b}.\n</think>\n\n"
+                        f"The answer is \\boxed{{{a + b}}}."
+                    )
                     yield Completion(req.id, text, "stop", 40, 60)
                 window.clear()
 
@@ -64,7 +71,12 @@ def _real_engine():
     return VLLMEngine(str(default_teacher()), {"dtype": "bfloat16", "max_model_len": 512, "enforce_eager": True})
 
 
-def child(size: int, n: int, stages: list[str], work: Path, real: bool = False, max_tokens: int = 4) -> dict:
+def _rss_mib() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def generate_child(size: int, n: int, work: Path, real: bool, max_tokens: int) -> dict:
+    """Generate `size` samples into work/generate after a 100-sample warm-up; returns RSS and rate."""
     from r1distill.generate.prompts import SourceConfig
     from r1distill.generate.stage import GenerateConfig
     from r1distill.generate.stage import run as generate
@@ -82,58 +94,63 @@ def child(size: int, n: int, stages: list[str], work: Path, real: bool = False, 
     engine = _real_engine() if real else _stand_in_engine(256)
     # Warm-up: imports vLLM (for the sampling check) and the teacher's tokenizer (for the prompt-length check).
     generate(config(BASELINE, "warm"), None, work / "warm", engine=engine)
-    cfg = config(size, "prompts")
-    out: dict = {"size": size, "warm_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    warm = _rss_mib()
     t0 = time.perf_counter()
-    manifest = generate(cfg, None, work / "generate", engine=engine)
+    manifest = generate(config(size, "prompts"), None, work / "generate", engine=engine)
     wall = time.perf_counter() - t0
     assert manifest["counts"]["samples"] == size // n * n
-    out["generate_samples_per_s"] = round(manifest["counts"]["samples"] / wall)
-    out["generate_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    if "verify" in stages:
-        from r1distill.verify.stage import VerifyConfig
-        from r1distill.verify.stage import run as verify
+    return {"warm": warm, "rss": _rss_mib(), "per_s": round(size / wall)}
 
-        t0 = time.perf_counter()
-        m = verify(VerifyConfig(workers=1), work / "generate", work / "verify")
-        out["verify_samples_per_s"] = round(size / (time.perf_counter() - t0))
-        out["verify_kept"] = m.get("counts", {}).get("kept")
-        out["verify_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    out["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    return out
+
+def stage_child(stage: str, size: int, work: Path) -> dict:
+    """Run `stage` on the previous stage's folder in `work`; returns this process's peak RSS and the rate."""
+    module = importlib.import_module(f"r1distill.{stage}.stage")
+    previous, cfg = {
+        "verify": ("generate", lambda: module.VerifyConfig(workers=1)),
+        "filter": ("verify", lambda: module.FilterConfig(policy=str(REPO / "filters" / "r1.yaml"))),
+        "build": ("filter", lambda: module.BuildConfig(validation_fraction=0.0)),
+    }[stage]
+    t0 = time.perf_counter()
+    manifest = module.run(cfg(), work / previous, work / stage)
+    return {"rss": _rss_mib(), "per_s": round(size / (time.perf_counter() - t0)), "counts": manifest.get("counts")}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="10000,100000,1000000", help="requested samples per run, comma-separated")
     p.add_argument("--n", type=int, default=4, help="samples per prompt")
-    p.add_argument("--stages", default="generate", help="generate, or generate,verify")
+    p.add_argument("--stages", default="generate", help="generate, or also verify,filter,build (in that order)")
     p.add_argument("--engine", choices=("stand-in", "vllm"), default="stand-in", help="vllm: the bundled teacher")
     p.add_argument("--max-tokens", type=int, default=4, help="per sample, with --engine vllm")
     p.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--stage", help=argparse.SUPPRESS)
+    p.add_argument("--work", help=argparse.SUPPRESS)
     args = p.parse_args()
-    stages = args.stages.split(",")
     if args.child is not None:
-        with tempfile.TemporaryDirectory() as tmp:
-            real = args.engine == "vllm"
-            print(json.dumps(child(args.child, args.n, stages, Path(tmp), real, args.max_tokens)))
+        work = Path(args.work)
+        if args.stage == "generate":
+            result = generate_child(args.child, args.n, work, args.engine == "vllm", args.max_tokens)
+        else:
+            result = stage_child(args.stage, args.child, work)
+        print(json.dumps(result))
         return
-    sizes = [int(s) for s in args.sizes.split(",")]
+    stages = ["generate", *(st for st in ("verify", "filter", "build") if st in args.stages.split(","))]
     print(
-        f"{'samples':>9}  {'warm RSS MiB':>12}  {'peak RSS MiB':>12}  {'generate samples/s':>18}"
-        + ("  verify samples/s" * ("verify" in stages))
+        f"{'samples':>9}  {'warm RSS MiB':>12}" + "".join(f"  {st + ' RSS MiB':>16}  {st + '/s':>11}" for st in stages)
     )
-    for size in sizes:
-        cmd = [sys.executable, __file__, "--child", str(size), "--n", str(args.n), "--stages", args.stages]
-        cmd += ["--engine", args.engine, "--max-tokens", str(args.max_tokens)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode:
-            sys.exit(f"size {size} failed:\n{proc.stderr[-3000:]}")
-        r = json.loads(proc.stdout.strip().splitlines()[-1])
-        label = f"{size:,}"
-        line = f"{label:>9}  {r['warm_rss_mib']:>12}  {r['peak_rss_mib']:>12}  {r['generate_samples_per_s']:>18}"
-        if "verify" in stages:
-            line += f"  {r.get('verify_samples_per_s', '-'):>16}"
+    for size in (int(s) for s in args.sizes.split(",")):
+        line = f"{size:>9,}"
+        with tempfile.TemporaryDirectory() as tmp:
+            for stage in stages:  # one process per stage: each peak RSS is that stage's own
+                cmd = [sys.executable, __file__, "--child", str(size), "--stage", stage, "--work", tmp]
+                cmd += ["--n", str(args.n), "--engine", args.engine, "--max-tokens", str(args.max_tokens)]
+                proc = subprocess.run(cmd, capture_output=True, text=True)
+                if proc.returncode:
+                    sys.exit(f"{stage} at {size} failed:\n{proc.stderr[-3000:]}")
+                r = json.loads(proc.stdout.strip().splitlines()[-1])
+                if stage == "generate":
+                    line += f"  {r['warm']:>12}"
+                line += f"  {r['rss']:>16}  {r['per_s']:>11}"
         print(line, flush=True)
 
 
