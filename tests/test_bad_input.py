@@ -23,9 +23,11 @@ import pytest
 import yaml
 
 from r1distill import cli
-from r1distill.core.models import BUNDLED, build_tiny_model
+from r1distill.core.models import BUNDLED
+from r1distill.core.store import StageError, read_manifest, write_manifest
 from r1distill.generate.engines import Completion, Engine, Request
 from r1distill.generate.problems import arithmetic
+from r1distill.testing.models import build_tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -112,14 +114,20 @@ def _prompts(text: bytes) -> Callable[[Path, dict[str, Path]], list[str]]:
     return breaks
 
 
-def _shard(edit: Callable[[list[bytes]], list[bytes]]):
-    """Rewrite the first shard of a copied upstream folder, as damage after the upstream stage finished would."""
+def _shard(edit: Callable[[list[bytes]], list[bytes]], reseal: bool = True):
+    """Rewrite the first shard of a copied upstream folder. `reseal` rewrites its manifest to match, as a faulty
+    upstream writer would have (so the record reader must catch it); without, it is damage after the upstream
+    stage finished (the check against the manifest must)."""
 
     def for_stage(stage: str) -> Callable[[Path, dict[str, Path]], list[str]]:
         def breaks(tmp: Path, chain: dict[str, Path]) -> list[str]:
             folder = _copy_input(tmp, chain, stage)
             shard = _first_shard(folder)
             shard.write_bytes(b"".join(edit(shard.read_bytes().splitlines(keepends=True))))
+            if reseal:
+                manifest = read_manifest(folder)
+                manifest.pop("files")
+                write_manifest(folder, manifest)
             return ["--input", str(folder)]
 
         return breaks
@@ -139,9 +147,17 @@ def _drop_field(field: str) -> Callable[[list[bytes]], list[bytes]]:
 non_utf8 = _shard(lambda lines: [lines[0].replace(b"Working", b"W\xffrking", 1), *lines[1:]])
 torn = _shard(lambda lines: [*lines[:-1], lines[-1][: len(lines[-1]) // 2]])
 bad_json = _shard(lambda lines: [lines[0], b"{not json\n", *lines[1:]])
-lost_lines = _shard(lambda lines: lines[:-1])
+lost_lines = _shard(lambda lines: lines[:-1], reseal=False)
 missing = {"verify": _shard(_drop_field("completion")), "filter": _shard(_drop_field("completion"))}
 missing["build"] = _shard(_drop_field("messages"))
+
+
+def _cut_parquet(tmp: Path, chain: dict[str, Path]) -> list[str]:
+    """A build folder whose train parquet lost its second half after build finished."""
+    folder = _copy_input(tmp, chain, "sft")
+    part = sorted((folder / "data").glob("train-*.parquet"))[0]
+    part.write_bytes(part.read_bytes()[: part.stat().st_size // 2])
+    return ["--input", str(folder)]
 
 
 def _output_is_a_file(tmp: Path, chain: dict[str, Path]) -> list[str]:
@@ -198,16 +214,17 @@ CASES = [
         "sft.trl.max_length=4096 exceeds",
         lambda t, c: ["sft.trl.max_length=4096", "sft.trl.packing=true"],
     ),
+    Case("sft", "parquet cut short", "train-00000-of-00001.parquet", lambda t, c: _cut_parquet(t, c)),
     # evaluate
     Case("evaluate", "unknown sampling key", "evaluate.sampling", lambda t, c: ["evaluate.sampling.bogus=1"]),
 ]
 for stage in ("verify", "filter", "build"):
     CASES += [
         Case(stage, "non-UTF-8", "part-00000.jsonl:1", non_utf8(stage)),
-        Case(stage, "torn line", "part-00000.jsonl", torn(stage)),
+        Case(stage, "torn line", "a torn last line", torn(stage)),
         Case(stage, "bad JSON line", "part-00000.jsonl:2", bad_json(stage)),
-        Case(stage, "missing field", "part-00000.jsonl:1", missing[stage]),
-        Case(stage, "lost lines", "part-00000.jsonl", lost_lines(stage)),
+        Case(stage, "missing field", "part-00000.jsonl:1", missing[stage](stage)),
+        Case(stage, "lost lines", "part-00000.jsonl: ", lost_lines(stage)),
     ]
 for stage in ("generate", "verify", "filter", "build", "sft", "evaluate"):
     CASES.append(Case(stage, "output is a file", "{out}", _output_is_a_file))
@@ -249,3 +266,31 @@ def test_a_second_generate_on_a_locked_folder_is_refused_before_anything_slow(ch
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("r1distill generate: error: ") and "another r1distill process" in last, last
     assert proc.stdout.split() == ["False"]  # refused before vLLM was imported, let alone started
+
+
+@pytest.mark.parametrize("stage", ["generate", "verify", "filter", "build"])
+def test_a_full_disk_is_one_line_naming_the_folder(stage, chain, tmp_path, capsys):
+    """Issue 18 item 8: the output on a 4 KiB tmpfs (each stage writes more). generate runs in-process with the
+    stand-in teacher (the command line would start vLLM); the others through the command line. sft and evaluate
+    are left out: they fill a disk only after training or an engine start."""
+    out = tmp_path / "out"
+    with _mounted(out, "size=4k"):
+        if stage == "generate":
+            from r1distill.generate import stage as generate
+            from r1distill.generate.prompts import SourceConfig
+
+            rows = [json.loads(line) for line in chain["prompts"].read_text().splitlines()]
+            cfg = generate.GenerateConfig(
+                sources=[SourceConfig(name="arith", path=str(chain["prompts"]))], n=8, sampling={"max_tokens": 64}
+            )
+            with pytest.raises(StageError) as e:
+                generate.run(cfg, None, out, engine=Answering({r["problem"]: r["answer"] for r in rows}))
+            err = [f"r1distill generate: error: {e.value}"]
+        else:
+            code = cli.main([stage, "-c", str(chain["recipe"]), "--input", str(chain["root"] / UPSTREAM[stage]),
+                             "--output", str(out)])  # fmt: skip
+            err = capsys.readouterr().err.strip().splitlines()
+            assert code == 2, err[-20:]
+        assert "no space left" in err[-1] and str(out) in err[-1], err[-1]
+        assert not any(line.startswith("Traceback") for line in err)
+        assert not (out / "manifest.json").exists()

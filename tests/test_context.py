@@ -9,8 +9,8 @@ import pytest
 import sft_data
 
 from r1distill.core.config import ConfigError
-from r1distill.core.models import build_tiny_model
 from r1distill.pipeline import run as pipeline
+from r1distill.testing.models import build_tiny_model
 from r1distill.train import context, sft
 
 QWEN_MATH = {"max_position_embeddings": 4096, "rope_theta": 10000.0}

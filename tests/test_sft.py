@@ -10,8 +10,8 @@ import sft_data
 import torch
 import yaml
 
-from r1distill.core.models import build_tiny_model
 from r1distill.core.store import StageError
+from r1distill.testing.models import build_tiny_model
 from r1distill.train import common as training
 from r1distill.train import sft
 

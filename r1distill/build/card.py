@@ -17,7 +17,7 @@ import numpy as np
 from huggingface_hub import DatasetCardData
 
 from r1distill import __version__
-from r1distill.core.store import read_manifest, shard_paths
+from r1distill.core.store import read_jsonl, read_manifest, shard_paths
 
 log = logging.getLogger(__name__)
 
@@ -112,16 +112,15 @@ def decontamination(manifest: dict[str, Any], folder: Path) -> Any:
     hits: dict[str, dict[str, int]] = {}
     for reason_dir in sorted((folder / "rejected").glob("*")):
         for path in shard_paths(reason_dir):
-            with open(path, encoding="utf-8") as f:
-                for line in f:
-                    info = json.loads(line).get("meta", {}).get("filter", {})
-                    if info.get("check") != "decontam":
-                        break
-                    bench = str(info.get("details", {}).get("benchmark", "unknown"))
-                    variant = str(info.get("details", {}).get("variant", "match"))
-                    hits.setdefault(bench, {"dropped": 0})
-                    hits[bench]["dropped"] += 1
-                    hits[bench][variant] = hits[bench].get(variant, 0) + 1
+            for _, record in read_jsonl(path):
+                info = record.get("meta", {}).get("filter", {})
+                if info.get("check") != "decontam":
+                    break
+                bench = str(info.get("details", {}).get("benchmark", "unknown"))
+                variant = str(info.get("details", {}).get("variant", "match"))
+                hits.setdefault(bench, {"dropped": 0})
+                hits[bench]["dropped"] += 1
+                hits[bench][variant] = hits[bench].get(variant, 0) + 1
     return hits
 
 
@@ -134,10 +133,10 @@ def teacher_info(folder: Path, meta: dict[str, Any]) -> dict[str, Any]:
     return {"teacher": meta.get("teacher"), "sampling": meta.get("sampling"), "from": "sample meta", "engine": None}
 
 
-def _source_section(src: dict[str, Any]) -> list[str]:
-    m = src["manifest"]
-    info = teacher_info(Path(src["path"]), src["first_meta"])
-    lines = [f"### Source `{src['name']}`", "", f"Teacher ({info['from']}): `{_cell(info['teacher'])}`"]
+def _source_section(src: Any) -> list[str]:
+    m = src.manifest
+    info = teacher_info(Path(src.path), src.first_meta)
+    lines = [f"### Source `{src.name}`", "", f"Teacher ({info['from']}): `{_cell(info['teacher'])}`"]
     if info["engine"] and info["engine"] != info["teacher"]:
         lines[-1] += f", as run: `{_cell(info['engine'])}`"
     lines.append("")
@@ -157,7 +156,7 @@ def _source_section(src: dict[str, Any]) -> list[str]:
     for key in ("stats",):
         if m.get(key):
             lines += ["", f"Filter {key}:", "", *table(m[key])]
-    decon = decontamination(m, Path(src["path"]))
+    decon = decontamination(m, Path(src.path))
     lines += ["", "Decontamination per benchmark:", ""]
     lines += table(decon) if decon else ["(no benchmark matches recorded; see the filter config for the benchmarks)"]
     return lines + [""]
@@ -166,15 +165,14 @@ def _source_section(src: dict[str, Any]) -> list[str]:
 def command_line(argv: str) -> str:
     """The recorded command as a person would type it: `python -m r1distill.build ...` for a module run."""
     head, _, rest = argv.partition(" ")
-    for stage in ("build", "run"):
-        if head.endswith(f"r1distill/{stage}.py"):
-            return f"python -m r1distill.{stage} {rest}".strip()
+    if head.endswith(("r1distill/build/__main__.py", "r1distill/build/stage.py")):
+        return f"python -m r1distill.build {rest}".strip()
     if head.endswith("r1distill/__main__.py") or head.endswith("/r1distill"):
         return f"r1distill {rest}".strip()
     return argv
 
 
-def render_card(cfg: Any, manifest: dict[str, Any], sources: list[dict[str, Any]]) -> str:
+def render_card(cfg: Any, manifest: dict[str, Any], sources: list) -> str:
     """The full README.md: YAML front matter, then format, provenance, filters, decontamination and lengths."""
     data = card_data(cfg, manifest)
     name = cfg.pretty_name or "r1distill SFT dataset"

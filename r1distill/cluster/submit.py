@@ -24,6 +24,7 @@ from pathlib import Path
 
 from r1distill.cluster.slurm import Job, SlurmConfig, SubmitError, header, preamble, q, sbatch, scancel, script, srun
 from r1distill.core.config import Recipe, from_dict, load_recipe
+from r1distill.core.registry import LAUNCHED, STAGES
 from r1distill.core.stage import setup_logging
 from r1distill.core.store import StageError, atomic_write_text
 
@@ -100,7 +101,7 @@ def plan_launch(ctx: Context) -> list[Job]:
         '--main_process_ip "$MAIN_PROCESS_IP"',
         '--main_process_port "$MAIN_PROCESS_PORT"',
         f'--num_processes "$((SLURM_NNODES * {procs}))"',
-        f"--module r1distill.{ctx.stage}",
+        f"--module {STAGES[ctx.stage]}",
         *ctx.stage_args(),
     ]
     body = [
@@ -113,7 +114,7 @@ def plan_launch(ctx: Context) -> list[Job]:
     return [Job(ctx.stage, script(head, body))]
 
 
-PLANS: dict[str, Callable[[Context], list[Job]]] = {"generate": plan_generate, "sft": plan_launch, "rl": plan_launch}
+PLANS: dict[str, Callable[[Context], list[Job]]] = {"generate": plan_generate, **dict.fromkeys(LAUNCHED, plan_launch)}
 
 # flag -> (SlurmConfig field, type, help)
 FLAGS = {

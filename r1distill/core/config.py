@@ -114,8 +114,14 @@ class Recipe:
         return from_dict(cls, raw, f"{self.where}: {stage}")
 
 
-def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
-    """Read a recipe, follow `extends:` (a path relative to the recipe), then apply overrides."""
+def load_recipe(path: str | Path | dict[str, Any], overrides: list[str] | None = None) -> Recipe:
+    """Read a recipe, follow `extends:` (a path relative to the recipe), then apply overrides. A dict is a recipe
+    made in memory (e.g. from command-line flags)."""
+    if isinstance(path, dict):
+        data = copy.deepcopy(path)
+        for override in overrides or []:
+            apply_override(data, override)
+        return Recipe(None, data)
     path = Path(path)
     data = _load_yaml(path)
     seen = {path.resolve()}

@@ -28,6 +28,12 @@ def key_hash(*parts: str) -> int:
     return int.from_bytes(hashlib.blake2b("\x00".join(parts).encode(), digest_size=8).digest(), "little")
 
 
+def prompt_key(source: str, row: int | str) -> str:
+    """Which prompt a sample answers, `{source}/{row}`: its id without the sample index. (Two prompts with the same
+    text from different rows are different prompts here; build's `problem_hash` groups by text.)"""
+    return f"{source}/{row}"
+
+
 @dataclass(frozen=True)
 class Parsed:
     """A completion split at its `<think>` block.

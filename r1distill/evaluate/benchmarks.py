@@ -11,7 +11,6 @@ tokens), keyed by model name, so a report can put them beside what it measured.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import random
@@ -20,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from r1distill.core.store import StageError
+from r1distill.core.store import StageError, read_jsonl
 from r1distill.generate.problems import arithmetic
 
 R1_MATH_TEMPLATE = "{problem}\nPlease reason step by step, and put your final answer within \\boxed{}."
@@ -110,18 +109,8 @@ class Benchmark:
 
 
 def _read_local(path: Path) -> Iterator[Row]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:  # bytes, so a bad byte is named by its line
-        for lineno, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise StageError(f"{path}:{lineno}: not UTF-8 text ({e.reason}); re-save the file as UTF-8") from None
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except ValueError as e:
-                    raise StageError(f"{path}:{lineno}: malformed JSON ({e})") from None
+    for _, row in read_jsonl(path, skip_blank=True):
+        yield row
 
 
 def _fields(problem: str, answer: str, ident: str | None = None) -> Callable[[int, Row], Row]:

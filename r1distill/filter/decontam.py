@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from r1distill.core.store import StageError
+from r1distill.core.store import StageError, read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +51,10 @@ class Benchmark:
         path = Path(path)
         if not path.exists():
             raise StageError(f"{path}: benchmark file not found (decontam.benchmarks[].path)")
-        text = path.read_text(encoding="utf-8")
-        rows: list[Any] = json.loads(text) if path.suffix == ".json" else []
-        if path.suffix != ".json":
-            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+        if path.suffix == ".json":
+            rows: list[Any] = json.loads(path.read_text(encoding="utf-8"))
+        else:
+            rows = [row for _, row in read_jsonl(path, skip_blank=True)]
         fields = [f.strip() for f in field.split(",")]  # `problem,question`: the first field present wins
         problems = []
         for i, row in enumerate(rows):

@@ -23,18 +23,8 @@ from typing import Any
 import numpy as np
 
 from r1distill.core.records import Sample
-from r1distill.core.stage import header, is_done, stage_main
-from r1distill.core.store import (
-    ShardWriter,
-    StageError,
-    clear_manifest,
-    locked,
-    read_manifest,
-    require_complete,
-    sha256_file,
-    shard_paths,
-    write_manifest,
-)
+from r1distill.core.stage import Stage
+from r1distill.core.store import ShardWriter, StageError, iter_records, sha256_file, shard_paths, write_manifest
 from r1distill.filter.checks.policy import Policy, load_policy, policy_entry_names
 from r1distill.filter.decontam import Benchmark, Decontaminator
 from r1distill.filter.dedup import Deduplicator, MinHasher, exact_key
@@ -249,18 +239,24 @@ def validate(cfg: FilterConfig) -> None:
         quiet.setLevel(level)
 
 
-def run(cfg: FilterConfig, input_dir: Path | None, output_dir: Path, force: bool = False) -> dict[str, Any]:
-    """Filter `input_dir` (a finished stage folder of Samples) into `output_dir`; returns the manifest."""
-    if input_dir is None:
-        raise StageError("filter: no input folder; pass --input or run verify first")
-    input_dir, output_dir = Path(input_dir), Path(output_dir)
-    require_complete(input_dir, "verify")
-    if not force and is_done(output_dir, cfg, input_dir):
-        log.info("filter: %s is up to date (same config, policy and input); skipping", output_dir)
-        return read_manifest(output_dir) or {}
-    worker = _Worker(cfg)  # a bad policy or benchmark file fails here, before the output folder is touched
-    with locked(output_dir):
-        clear_manifest(output_dir)
+class FilterStage(Stage):
+    name, Config, upstream = "filter", FilterConfig, "verify"
+
+    def validate(self, cfg: FilterConfig) -> None:
+        validate(cfg)
+
+    def describe(self, cfg: FilterConfig, inp, recipe) -> list[tuple[str, str]]:
+        from r1distill.pipeline.describe import model_state
+
+        out = [("policy", f"{cfg.policy}" + (f", overrides {cfg.overrides}" if cfg.overrides else ""))]
+        if cfg.tokenizer:
+            out.append(("tokenizer", model_state(cfg.tokenizer, recipe.run_dir)))
+        return [*out, ("resources", f"CPU: {cfg.workers} worker processes")]
+
+    def prepare(self, cfg: FilterConfig, input_dir: Path, output_dir: Path) -> _Worker:
+        return _Worker(cfg)  # a bad policy or benchmark file fails here, before the output folder is touched
+
+    def work(self, cfg: FilterConfig, input_dir: Path, output_dir: Path, worker: _Worker, **kw) -> dict[str, Any]:
         for old in [*output_dir.glob("part-*.jsonl*"), output_dir / "rejected", output_dir / STAGING]:
             shutil.rmtree(old) if old.is_dir() else old.unlink(missing_ok=True)
         stats = _Stats(cfg.examples_per_reason)
@@ -271,14 +267,20 @@ def run(cfg: FilterConfig, input_dir: Path | None, output_dir: Path, force: bool
         rejects.close()
         shutil.rmtree(output_dir / STAGING, ignore_errors=True)
         report = stats.report(cfg.policy, worker.policy.names, output_dir)
-        manifest = {
-            **header("filter", cfg, input_dir),
+        return {
             "policy": cfg.policy,
             "policy_sha256": _policy_sha(cfg),
             "counts": {"in": stats.n_in, "kept": stats.n_kept, "rejected": stats.n_in - stats.n_kept},
             **report,
         }
-        return write_manifest(output_dir, manifest)
+
+    def summary(self, manifest: dict[str, Any]) -> str:
+        """One line a person reads at the end of a run: the funnel and where the report is."""
+        c = manifest["counts"]
+        steps = ", ".join(f"{s['step']} {s['dropped']}" for s in manifest.get("funnel", []) if s.get("dropped"))
+        return (
+            f"{c['in']} in, {c['kept']} kept; dropped: {steps or 'none'}; report: {manifest.get('report', 'report.md')}"
+        )
 
 
 def _first_pass(
@@ -350,12 +352,21 @@ def _second_pass(cfg, output_dir: Path, survivors: list, dropped: dict, rejects:
                 stats.kept(survivors[i])
 
 
+# What `Sample.from_dict` cannot do without: a record missing one is refused by the reader with its file and line.
+REQUIRED = tuple(name for name, f in Sample.__dataclass_fields__.items() if name != "meta")
+
+
 def _lines(folder: Path):
-    for path in shard_paths(folder):
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                if line.strip():
-                    yield line.rstrip("\n")
+    """Each record's raw line (what the workers judge and the output keeps verbatim), read alongside the project's
+    record reader, which names the file and line of a bad byte, a torn or malformed line or a missing field."""
+
+    def raw():
+        for path in shard_paths(folder):
+            with open(path, "rb") as f:
+                yield from f
+
+    for _record, line in zip(iter_records(folder, required=REQUIRED), raw(), strict=True):
+        yield line.decode("utf-8").rstrip("\n")
 
 
 class _Stats:
@@ -424,15 +435,8 @@ def _funnel_order(check_names: list[str], by_reason: Counter[str], check_of: dic
     return sorted(by_reason, key=lambda r: (rank.get(check_of[r], len(rank)), -by_reason[r], r))
 
 
-def summary(manifest: dict[str, Any]) -> str:
-    """One line a person reads at the end of a run: the funnel and where the report is."""
-    c = manifest["counts"]
-    steps = ", ".join(f"{s['step']} {s['dropped']}" for s in manifest.get("funnel", []) if s.get("dropped"))
-    return f"{c['in']} in, {c['kept']} kept; dropped: {steps or 'none'}; report: {manifest.get('report', 'report.md')}"
-
-
-def main(argv: list[str] | None = None) -> int:
-    return stage_main("filter", Config, run, argv, __doc__)
+STAGE = FilterStage()
+run, main, summary = STAGE.run, STAGE.main, STAGE.summary
 
 
 if __name__ == "__main__":

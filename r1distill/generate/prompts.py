@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from r1distill.core.records import key_hash
-from r1distill.core.store import StageError
+from r1distill.core.store import StageError, read_jsonl
 from r1distill.generate.problems import BUILTIN
 
 
@@ -66,18 +66,10 @@ def _decode(raw: bytes, path: Path, lineno: int) -> str:
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    with open(path, "rb") as f:  # bytes, so a bad byte is named by line instead of raised by the decoder
-        for lineno, raw in enumerate(f, 1):
-            line = _decode(raw, path, lineno)
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as e:
-                raise StageError(f"{path}:{lineno}: malformed JSON ({e.msg}); fix or remove that line") from None
-            if not isinstance(row, dict):
-                raise StageError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            yield f"{path}:{lineno}", row
+    for lineno, row in read_jsonl(path, skip_blank=True):
+        if not isinstance(row, dict):
+            raise StageError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+        yield f"{path}:{lineno}", row
 
 
 def _rows(src: SourceConfig, where: str) -> Iterator[tuple[str, dict[str, Any]]]:

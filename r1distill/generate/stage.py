@@ -24,17 +24,8 @@ from r1distill.core.config import config_hash
 from r1distill.core.models import BUNDLED, resolve_model
 from r1distill.core.progress import Progress
 from r1distill.core.records import Sample, key_hash
-from r1distill.core.stage import header, stage_main
-from r1distill.core.store import (
-    ShardWriter,
-    StageError,
-    atomic_write_text,
-    clear_manifest,
-    iter_records,
-    locked,
-    recover,
-    write_manifest,
-)
+from r1distill.core.stage import Flag, Stage, flag_overrides, output_error, setup_logging
+from r1distill.core.store import ShardWriter, StageError, atomic_write_text, iter_records, locked, recover
 from r1distill.generate.engines import ENGINES, Engine, Request, make_engine
 from r1distill.generate.engines.openai_http import HTTPSettings
 from r1distill.generate.logprobs import encode
@@ -158,38 +149,130 @@ def _resume_state(output_dir: Path, chash: str) -> np.ndarray:
     return np.sort(hashes(key_hash(rec["id"]) for rec in iter_records(output_dir)))
 
 
-def run(cfg: GenerateConfig, input_dir: Path | None, output_dir: Path, engine: Engine | None = None) -> dict[str, Any]:
-    """Generate every missing (prompt, k) sample into `output_dir` and write its manifest. Returns the manifest.
+@dataclass
+class Job:
+    """What `prepare` found, before the output folder is touched: the prompts (as a streamable plan) and the
+    resolved teacher."""
 
-    `engine` lets a caller reuse a running engine; by default one is started from the config, after every check
-    that needs no engine (the folder's lock, every prompt row, sampling keys, prompt lengths), so bad input fails
-    in seconds. Prompts and requests are streamed: memory follows `max_in_flight`, not the number of samples.
-    """
-    output_dir = Path(output_dir)
-    if cfg.n < 1:
-        raise StageError("generate.n: must be at least 1")
-    if cfg.shard and cfg.merge_shards:
-        raise StageError("generate: give either shard (run one shard) or merge_shards (combine them), not both")
-    keep = None
-    if cfg.shard:
-        i, n = parse_shard(cfg.shard)
-        keep = lambda p: shard_of(p.source, p.row, n) == i  # noqa: E731
-        output_dir = shard_dir(output_dir, i, n)
-    with locked(output_dir):  # first: a second run on this folder is refused before anything slow
+    plan: Plan
+    model: str
+    sampling: dict[str, Any]
+    chash: str
+
+
+class GenerateStage(Stage):
+    name, Config, upstream, needs_input = "generate", GenerateConfig, None, False
+    flags = {
+        "--model": Flag("generate.model", str, "teacher: a local HF folder, a Hub id or bundled:smollm2", "MODEL"),
+        "--n": Flag("generate.n", int, "samples per prompt", "N"),
+        "--limit": Flag("generate.limit", int, "at most this many prompts from each source", "N"),
+        "--shard": Flag("generate.shard", str, "generate only shard i of N (e.g. a Slurm array task)", "i/N"),
+        "--merge-shards": Flag("generate.merge_shards", int, "check all N shards finished and combine them", "N"),
+        "--temperature": Flag("generate.sampling.temperature", float, "sampling temperature (R1: 0.6)", "T"),
+        "--top-p": Flag("generate.sampling.top_p", float, "nucleus sampling (R1: 0.95)", "P"),
+        "--max-tokens": Flag("generate.sampling.max_tokens", int, "token budget per answer (R1: 32768)", "N"),
+        "--engine": Flag("generate.engine", str, "vllm, openai or ray", "NAME"),
+    }
+
+    def parser(self, doc: str | None):
+        """The stage's parser, plus the flags that describe one prompt source, so that no recipe is needed:
+        `python -m r1distill.generate --model M --dataset data.jsonl --problem-field question --n 8 -o out/`."""
+        p = super().parser(doc)
+        for action in p._actions:
+            if action.dest == "config":
+                action.required = False
+                action.help = "recipe YAML (optional: the flags below describe a run without one)"
+        g = p.add_argument_group("a prompt source without a recipe (replaces the recipe's generate.sources)")
+        g.add_argument("--dataset", metavar="PATH|HUB_ID", help="a local .jsonl/.json/.parquet file or a Hub dataset")
+        g.add_argument(
+            "--problem-field", metavar="FIELD", default="problem", help="the problem text (default: problem)"
+        )
+        g.add_argument(
+            "--answer-field", metavar="FIELD", default="answer", help="the reference answer (default: answer)"
+        )
+        g.add_argument("--id-field", metavar="FIELD", help="a stable row id (default: the row number)")
+        g.add_argument("--split", metavar="NAME", default="train", help="Hub split (default: train)")
+        g.add_argument("--subset", metavar="NAME", help="Hub subset/config name")
+        g.add_argument("--domain", metavar="NAME", default="math", help="math, code or science (default: math)")
+        g.add_argument(
+            "--prompt-template", metavar="TEXT", help="with {problem}; default R1's: reason step by step, \\boxed{}"
+        )
+        return p
+
+    def main(self, argv: list[str] | None = None, doc: str | None = None) -> int:
+        args = self.parser(doc or __doc__).parse_intermixed_args(argv)
+        setup_logging(args.verbose)
+        try:
+            overrides = flag_overrides(self.flags, args)
+            if args.config is None and not (args.dataset and args.output):
+                raise StageError("generate: give --config RECIPE, or --dataset and --output (see --help)")
+            config = args.config if args.config is not None else recipe_without_file(args)
+            if args.dataset:
+                overrides.append("generate.sources=" + json.dumps([source_from_flags(args)]))
+        except StageError as e:
+            print(f"r1distill generate: error: {e}", file=sys.stderr)
+            return 2
+        return self.cli(config, overrides, args.input, args.output, args.force)
+
+    def run(self, cfg: GenerateConfig, input_dir, output_dir, force: bool = False, **kw: Any) -> dict[str, Any]:
+        """The base lifecycle, after trying the folder's lock first: a second run on a folder in use is refused
+        before the checks below import vLLM and read every prompt (which alone took ~50 s)."""
+        folder = self.output_dir(cfg, Path(output_dir)) if not (cfg.shard and cfg.merge_shards) else None
+        if folder is not None and folder.is_dir():
+            try:
+                with locked(folder):
+                    pass
+            except OSError as e:  # a read-only folder, say: the base words it as it would
+                raise output_error(e, folder) from None
+        return super().run(cfg, input_dir, output_dir, force=force, **kw)
+
+    def validate(self, cfg: GenerateConfig) -> None:
+        validate(cfg)
+        if cfg.n < 1:
+            raise StageError("generate.n: must be at least 1")
+        if cfg.shard and cfg.merge_shards:
+            raise StageError("generate: give either shard (run one shard) or merge_shards (combine them), not both")
+
+    def describe(self, cfg: GenerateConfig, inp, recipe) -> list[tuple[str, str]]:
+        from r1distill.pipeline import describe
+
+        return [
+            describe.model_line("teacher", cfg, recipe.run_dir),
+            *[("prompts", describe.source_text(src)) for src in cfg.sources],
+            ("sampling", f"n={cfg.n}, {describe.sampling_text(cfg.sampling)}"),
+            describe.engine_line(cfg, recipe, sharded=True),
+        ]
+
+    def output_dir(self, cfg: GenerateConfig, output_dir: Path) -> Path:
+        return shard_dir(output_dir, *parse_shard(cfg.shard)) if cfg.shard else output_dir
+
+    def prepare(self, cfg: GenerateConfig, input_dir: Path | None, output_dir: Path) -> Job:
+        """Every prompt read and checked (rows, unique ids, length against the teacher's context) and the teacher
+        resolved, so bad input fails before any engine starts; only the prompts' id hashes are kept."""
         model = teacher_model(cfg)
         sampling = sampling_params(cfg)
         if cfg.engine in ("vllm", "ray"):
             _check_sampling(sampling)
-        plan = Plan(cfg, keep, scan_prompts(cfg.sources, cfg.limit, keep=keep, each=prompt_check(cfg, model, engine)))
-        chash = content_hash(cfg, model)
-        clear_manifest(output_dir)
+        keep = None
+        if cfg.shard:
+            i, n = parse_shard(cfg.shard)
+            keep = lambda p: shard_of(p.source, p.row, n) == i  # noqa: E731
+        keys = scan_prompts(cfg.sources, cfg.limit, keep=keep, each=prompt_check(cfg, model))
+        return Job(Plan(cfg, keep, keys), model, sampling, content_hash(cfg, model))
+
+    def work(
+        self, cfg: GenerateConfig, input_dir, output_dir: Path, job: Job, engine: Engine | None = None, **kw
+    ) -> dict[str, Any]:
+        """Generate every missing (prompt, k) sample (`engine`: a running one to reuse), then check the folder holds
+        exactly the wanted samples. Prompts and requests are streamed: memory follows the engine's window."""
+        plan, model, sampling, chash = job.plan, job.model, job.sampling, job.chash
         if cfg.merge_shards:
             shard_manifests = link_shards(output_dir, cfg.merge_shards, chash)
             extra = {
                 "merged_shards": cfg.merge_shards,
                 "shard_wall_s": [m.get("last_run", {}).get("wall_s") for m in shard_manifests],
             }
-            return _finish(cfg, input_dir, output_dir, model, chash, sampling, plan, extra)
+            return _finish(cfg, output_dir, model, chash, sampling, plan, extra)
         done = _resume_state(output_dir, chash)
         on_disk = wanted_on_disk(output_dir, plan)
         if len(done) > on_disk:
@@ -205,14 +288,52 @@ def run(cfg: GenerateConfig, input_dir: Path | None, output_dir: Path, engine: E
             atomic_write_text(path, "".join(json.dumps(e) + "\n" for e in errors))
             raise StageError(f"{len(errors)} requests failed (first: {errors[0]['error']}); see {path}; rerun to retry")
         (output_dir / "errors.jsonl").unlink(missing_ok=True)
-        return _finish(cfg, input_dir, output_dir, model, chash, sampling, plan, {"last_run": this_run})
+        return _finish(cfg, output_dir, model, chash, sampling, plan, {"last_run": this_run})
+
+    def summary(self, manifest: dict[str, Any]) -> str:
+        """One line a person reads at the end of a run."""
+        s, last = manifest["stats"], manifest.get("last_run", {})
+        finish = ", ".join(f"{k} {v}" for k, v in sorted(s["finish_reasons"].items()))
+        rate = f", this run {last['output_tok_per_s']:.0f} output tok/s" if last.get("samples") else ""
+        return (
+            f"{s['samples']} samples ({manifest['counts']['prompts']} prompts x n={manifest['counts']['n']}), "
+            f"{s['completion_tokens']} output tokens (mean {s['mean_completion_tokens']}){rate}; finish: {finish}"
+        )
 
 
-def _finish(cfg, input_dir, output_dir, model, chash, sampling, plan: Plan, extra) -> dict[str, Any]:
-    """Check the folder holds exactly the wanted samples and write the manifest (last)."""
+R1_PROMPT = "{problem}\nPlease reason step by step, and put your final answer within \\boxed{}."
+
+
+def source_from_flags(args) -> dict[str, Any]:
+    """`--dataset` and its field flags as one `generate.sources` entry: a path when the file exists, else a Hub id."""
+    from r1distill.core.models import HUB_ID
+
+    where = Path(args.dataset).expanduser()
+    if not where.exists() and where.suffix in (".jsonl", ".json", ".parquet", ".gz", ".csv"):
+        raise StageError(f"--dataset {args.dataset}: no such file")
+    if where.exists():
+        src: dict[str, Any] = {"name": where.stem, "path": str(where)}
+    elif HUB_ID.match(args.dataset):
+        src = {"name": args.dataset.rsplit("/", 1)[-1], "hub": args.dataset, "split": args.split}
+        if args.subset:
+            src["subset"] = args.subset
+    else:
+        raise StageError(f"--dataset {args.dataset}: no such file, and not a Hub dataset id (owner/name)")
+    src.update(problem_field=args.problem_field, answer_field=args.answer_field, domain=args.domain)
+    if args.id_field:
+        src["id_field"] = args.id_field
+    return src
+
+
+def recipe_without_file(args) -> dict[str, Any]:
+    """A recipe for a run described by flags alone: R1's prompt and sampling unless a flag says otherwise."""
+    return {"name": Path(args.output).name, "generate": {"prompt_template": args.prompt_template or R1_PROMPT}}
+
+
+def _finish(cfg, output_dir, model, chash, sampling, plan: Plan, extra) -> dict[str, Any]:
+    """The manifest body, once the folder is checked to hold exactly the wanted samples."""
     summary = disk_summary(output_dir, plan)
-    manifest = {
-        **header("generate", cfg, input_dir),
+    return {
         "teacher": model,
         "teacher_ref": cfg.model,
         "content_hash": chash,
@@ -221,7 +342,6 @@ def _finish(cfg, input_dir, output_dir, model, chash, sampling, plan: Plan, extr
         "stats": summary,
         **extra,
     }
-    return write_manifest(output_dir, manifest)
 
 
 def _generate(cfg, engine, model, sampling, pairs, todo, output_dir, already) -> tuple[list[dict[str, str]], dict]:
@@ -310,24 +430,8 @@ def _generate(cfg, engine, model, sampling, pairs, todo, output_dir, already) ->
     }
 
 
-def summary(manifest: dict[str, Any]) -> str:
-    """One line a person reads at the end of a run."""
-    s, last = manifest["stats"], manifest.get("last_run", {})
-    finish = ", ".join(f"{k} {v}" for k, v in sorted(s["finish_reasons"].items()))
-    rate = f", this run {last['output_tok_per_s']:.0f} output tok/s" if last.get("samples") else ""
-    return (
-        f"{s['samples']} samples ({manifest['counts']['prompts']} prompts x n={manifest['counts']['n']}), "
-        f"{s['completion_tokens']} output tokens (mean {s['mean_completion_tokens']}){rate}; finish: {finish}"
-    )
-
-
-def main(argv: list[str] | None = None) -> int:
-    flags = {
-        "--limit": ("generate.limit", int, "at most this many prompts from each source"),
-        "--shard": ("generate.shard", str, "i/N: generate only shard i of N (e.g. a Slurm array task)"),
-        "--merge-shards": ("generate.merge_shards", int, "N: check all N shards finished and combine them"),
-    }
-    return stage_main("generate", GenerateConfig, run, argv, __doc__, flags)
+STAGE = GenerateStage()
+run, main, summary = STAGE.run, STAGE.main, STAGE.summary
 
 
 if __name__ == "__main__":

@@ -190,28 +190,27 @@ def check_resume(output_dir: Path, run_key: dict[str, Any], force: bool, stage: 
         state.write_text(json.dumps(run_key))
 
 
-def rank() -> int:
-    return int(os.environ.get("RANK", "0"))
+def _state():
+    from accelerate import PartialState
+
+    return PartialState()
 
 
 def is_main_process() -> bool:
-    return rank() == 0
+    """Rank 0 of the training job (accelerate's view; the trainer has opened the process group by then)."""
+    return _state().is_main_process
 
 
 def barrier() -> None:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
+    _state().wait_for_everyone()
 
 
 def finish_distributed() -> None:
     """End a multi-process run cleanly (gloo/NCCL abort at interpreter exit otherwise)."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
+    state = _state()
+    if state.num_processes > 1:
+        state.wait_for_everyone()
+        state.destroy_process_group()
 
 
 def save_final(
@@ -280,10 +279,14 @@ def loss_history(output_dir: Path) -> list[dict[str, Any]]:
 def model_card(
     title: str, base_model: str, dataset: str, dataset_card_hash: str | None, config: dict, results: dict
 ) -> str:
-    """A Hub model card: what was trained, from what, on which dataset (and its card's hash), with which config."""
-    front = {"base_model": base_model, "library_name": "transformers", "tags": ["r1distill", "reasoning"]}
-    lines = ["---", *(f"{k}: {json.dumps(v)}" for k, v in front.items()), "---", "", f"# {title}", ""]
-    lines += [
+    """A Hub model card (huggingface_hub's `ModelCard`): what was trained, from what, on which dataset (and its
+    card's hash), with which config. Models are named by the recipe's reference (a Hub id, `bundled:smollm2`)."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    data = ModelCardData(base_model=base_model, library_name="transformers", tags=["r1distill", "reasoning"])
+    body = [
+        f"# {title}",
+        "",
         f"Fine-tuned from `{base_model}` by [r1distill](https://github.com/r1distill/r1distill).",
         "",
         f"- dataset: `{dataset}`" + (f" (card sha256 `{dataset_card_hash}`)" if dataset_card_hash else ""),
@@ -296,4 +299,4 @@ def model_card(
         "```",
         "",
     ]
-    return "\n".join(lines)
+    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body)))
