@@ -7,6 +7,7 @@ completion by `parse_completion`, the one parser every stage uses.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -20,6 +21,12 @@ _THINK_TAG = re.compile(r"</?think>")
 def sample_id(source: str, row: int | str, k: int) -> str:
     """Stable id of the k-th sample of a prompt: the key for resume, dedup and logprob sidecars."""
     return f"{source}/{row}/{k}"
+
+
+def key_hash(*parts: str) -> int:
+    """A 64-bit digest of an id (or of a (source, row) pair), for id sets that must stay small at a million
+    samples: 8 bytes in a numpy array, or one small int in a set, instead of the id string."""
+    return int.from_bytes(hashlib.blake2b("\x00".join(parts).encode(), digest_size=8).digest(), "little")
 
 
 def prompt_key(source: str, row: int | str) -> str:

@@ -188,6 +188,9 @@ def read_lines(folder: Path) -> Iterator[str]:
     for path in shard_paths(folder):
         with open(path, "rb") as f:
             for lineno, raw in enumerate(f, 1):
+                if not raw.endswith(b"\n"):  # every writer of a shard ends a record with its newline
+                    raise StageError(f"{path}:{lineno}: malformed JSON record, a torn last line (the writer was "
+                                     "cut off); rerun the stage that wrote it")  # fmt: skip
                 if raw.strip():
                     try:
                         yield raw.decode("utf-8").rstrip("\n")

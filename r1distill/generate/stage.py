@@ -8,27 +8,29 @@ on disk yet; every requested sample ends up in the output exactly once. The mani
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import sys
 import time
-from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from r1distill.cluster.sharding import link_shards, parse_shard, shard_dir, shard_of
 from r1distill.core.config import config_hash
 from r1distill.core.models import BUNDLED, resolve_model
 from r1distill.core.progress import Progress
-from r1distill.core.records import Sample, sample_id
-from r1distill.core.stage import Flag, Stage, flag_overrides, setup_logging
-from r1distill.core.store import ShardWriter, StageError, atomic_write_text, iter_records, recover
+from r1distill.core.records import Sample, key_hash
+from r1distill.core.stage import Flag, Stage, flag_overrides, output_error, setup_logging
+from r1distill.core.store import ShardWriter, StageError, atomic_write_text, iter_records, locked, recover
 from r1distill.generate.engines import ENGINES, Engine, Request, make_engine
 from r1distill.generate.engines.openai_http import HTTPSettings
 from r1distill.generate.logprobs import encode
-from r1distill.generate.prompts import Prompt, SourceConfig, load_prompts
+from r1distill.generate.plan import Plan, disk_summary, hashes, messages_for, prompt_check, request_seed, wanted_on_disk
+from r1distill.generate.prompts import Prompt, SourceConfig, scan_prompts
 
 log = logging.getLogger(__name__)
 
@@ -78,19 +80,6 @@ def content_hash(cfg: GenerateConfig, model: str) -> str:
     """What decides a sample's text: resuming into a folder made with a different value would mix two teachers."""
     keys = ("engine", "system_prompt", "prompt_template", "prefill", "seed", "vllm", "logprobs")
     return config_hash({"model": model, "sampling": sampling_params(cfg), **{k: getattr(cfg, k) for k in keys}})
-
-
-def request_seed(base: int | None, sid: str) -> int | None:
-    """A per-sample seed derived from the id: a resumed sample is drawn exactly as it would have been."""
-    if base is None:
-        return None
-    return int.from_bytes(hashlib.sha256(f"{base}:{sid}".encode()).digest()[:4], "little") & 0x7FFFFFFF
-
-
-def messages_for(cfg: GenerateConfig, prompt: Prompt) -> list[dict[str, str]]:
-    msgs = [{"role": "system", "content": cfg.system_prompt}] if cfg.system_prompt else []
-    msgs.append({"role": "user", "content": cfg.prompt_template.replace("{problem}", prompt.problem)})
-    return msgs
 
 
 def teacher_model(cfg: GenerateConfig) -> str:
@@ -143,8 +132,9 @@ def validate(cfg: GenerateConfig) -> None:
     check_engine(cfg.engine, cfg.http, sampling_params(cfg), "generate")
 
 
-def _resume_state(output_dir: Path, chash: str) -> set[str]:
-    """Ids already on disk, after sealing what a killed run left; refuses a folder of a different teacher config."""
+def _resume_state(output_dir: Path, chash: str) -> np.ndarray:
+    """Sorted id hashes of the samples on disk, after sealing what a killed run left; refuses a folder of a
+    different teacher config."""
     state_path = output_dir / STATE
     if state_path.exists():
         previous = json.loads(state_path.read_text())["content_hash"]
@@ -156,39 +146,15 @@ def _resume_state(output_dir: Path, chash: str) -> set[str]:
     else:
         atomic_write_text(state_path, json.dumps({"content_hash": chash}) + "\n")
     recover(output_dir)
-    return {rec["id"] for rec in iter_records(output_dir)}
-
-
-def _summary(output_dir: Path, wanted: set[str]) -> dict[str, Any]:
-    finish: Counter[str] = Counter()
-    prompt_tokens = completion_tokens = samples = 0
-    ids: set[str] = set()
-    for rec in iter_records(output_dir):
-        if rec["id"] in ids:
-            raise StageError(f"{output_dir}: sample {rec['id']} written twice; the folder is corrupt, regenerate it")
-        ids.add(rec["id"])
-        samples += 1
-        finish[str(rec["meta"].get("finish_reason"))] += 1
-        prompt_tokens += rec["meta"].get("prompt_tokens", 0)
-        completion_tokens += rec["meta"].get("completion_tokens", 0)
-    missing = wanted - ids
-    if missing:
-        raise StageError(f"{output_dir}: {len(missing)} requested samples missing (e.g. {min(missing)}); rerun")
-    return {
-        "samples": samples,
-        "extra_samples": len(ids - wanted),
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "mean_completion_tokens": round(completion_tokens / max(samples, 1), 1),
-        "finish_reasons": dict(finish),
-    }
+    return np.sort(hashes(key_hash(rec["id"]) for rec in iter_records(output_dir)))
 
 
 @dataclass
 class Job:
-    """What `prepare` found, before the output folder is touched: the prompts and the resolved teacher."""
+    """What `prepare` found, before the output folder is touched: the prompts (as a streamable plan) and the
+    resolved teacher."""
 
-    prompts: list[Prompt]
+    plan: Plan
     model: str
     sampling: dict[str, Any]
     chash: str
@@ -248,6 +214,18 @@ class GenerateStage(Stage):
             return 2
         return self.cli(config, overrides, args.input, args.output, args.force)
 
+    def run(self, cfg: GenerateConfig, input_dir, output_dir, force: bool = False, **kw: Any) -> dict[str, Any]:
+        """The base lifecycle, after trying the folder's lock first: a second run on a folder in use is refused
+        before the checks below import vLLM and read every prompt (which alone took ~50 s)."""
+        folder = self.output_dir(cfg, Path(output_dir)) if not (cfg.shard and cfg.merge_shards) else None
+        if folder is not None and folder.is_dir():
+            try:
+                with locked(folder):
+                    pass
+            except OSError as e:  # a read-only folder, say: the base words it as it would
+                raise output_error(e, folder) from None
+        return super().run(cfg, input_dir, output_dir, force=force, **kw)
+
     def validate(self, cfg: GenerateConfig) -> None:
         validate(cfg)
         if cfg.n < 1:
@@ -269,45 +247,48 @@ class GenerateStage(Stage):
         return shard_dir(output_dir, *parse_shard(cfg.shard)) if cfg.shard else output_dir
 
     def prepare(self, cfg: GenerateConfig, input_dir: Path | None, output_dir: Path) -> Job:
-        """Every prompt read and checked and the teacher resolved, so bad input fails before any engine starts."""
-        prompts = load_prompts(cfg.sources, cfg.limit)
+        """Every prompt read and checked (rows, unique ids, length against the teacher's context) and the teacher
+        resolved, so bad input fails before any engine starts; only the prompts' id hashes are kept."""
         model = teacher_model(cfg)
         sampling = sampling_params(cfg)
         if cfg.engine in ("vllm", "ray"):
             _check_sampling(sampling)
+        keep = None
         if cfg.shard:
             i, n = parse_shard(cfg.shard)
-            prompts = [p for p in prompts if shard_of(p.source, p.row, n) == i]
-        return Job(prompts, model, sampling, content_hash(cfg, model))
+            keep = lambda p: shard_of(p.source, p.row, n) == i  # noqa: E731
+        keys = scan_prompts(cfg.sources, cfg.limit, keep=keep, each=prompt_check(cfg, model))
+        return Job(Plan(cfg, keep, keys), model, sampling, content_hash(cfg, model))
 
     def work(
         self, cfg: GenerateConfig, input_dir, output_dir: Path, job: Job, engine: Engine | None = None, **kw
     ) -> dict[str, Any]:
         """Generate every missing (prompt, k) sample (`engine`: a running one to reuse), then check the folder holds
-        exactly the wanted samples."""
-        prompts, model, sampling, chash = job.prompts, job.model, job.sampling, job.chash
-        wanted = {sample_id(p.source, p.row, k) for p in prompts for k in range(cfg.n)}
+        exactly the wanted samples. Prompts and requests are streamed: memory follows the engine's window."""
+        plan, model, sampling, chash = job.plan, job.model, job.sampling, job.chash
         if cfg.merge_shards:
             shard_manifests = link_shards(output_dir, cfg.merge_shards, chash)
             extra = {
                 "merged_shards": cfg.merge_shards,
                 "shard_wall_s": [m.get("last_run", {}).get("wall_s") for m in shard_manifests],
             }
-            return _finish(cfg, output_dir, model, chash, sampling, prompts, wanted, extra)
+            return _finish(cfg, output_dir, model, chash, sampling, plan, extra)
         done = _resume_state(output_dir, chash)
-        todo = [(p, k) for p in prompts for k in range(cfg.n) if sample_id(p.source, p.row, k) not in done]
-        if done - wanted:
-            log.warning("%s: %d samples on disk are not requested by this config; kept", output_dir, len(done - wanted))
-        log.info(
-            "generate: %d prompts x n=%d: %d on disk, %d to go", len(prompts), cfg.n, len(wanted) - len(todo), len(todo)
-        )
-        errors, this_run = _generate(cfg, engine, model, sampling, todo, output_dir, len(wanted) - len(todo))
+        on_disk = wanted_on_disk(output_dir, plan)
+        if len(done) > on_disk:
+            log.warning(
+                "%s: %d samples on disk are not requested by this config; kept", output_dir, len(done) - on_disk
+            )
+        todo = plan.wanted - on_disk
+        log.info("generate: %d prompts x n=%d: %d on disk, %d to go", len(plan.keys), cfg.n, on_disk, todo)
+        pairs = plan.pairs(done) if todo else iter(())
+        errors, this_run = _generate(cfg, engine, model, sampling, pairs, todo, output_dir, on_disk)
         if errors:
             path = output_dir / "errors.jsonl"
             atomic_write_text(path, "".join(json.dumps(e) + "\n" for e in errors))
             raise StageError(f"{len(errors)} requests failed (first: {errors[0]['error']}); see {path}; rerun to retry")
         (output_dir / "errors.jsonl").unlink(missing_ok=True)
-        return _finish(cfg, output_dir, model, chash, sampling, prompts, wanted, {"last_run": this_run})
+        return _finish(cfg, output_dir, model, chash, sampling, plan, {"last_run": this_run})
 
     def summary(self, manifest: dict[str, Any]) -> str:
         """One line a person reads at the end of a run."""
@@ -349,40 +330,46 @@ def recipe_without_file(args) -> dict[str, Any]:
     return {"name": Path(args.output).name, "generate": {"prompt_template": args.prompt_template or R1_PROMPT}}
 
 
-def _finish(cfg, output_dir, model, chash, sampling, prompts, wanted, extra) -> dict[str, Any]:
+def _finish(cfg, output_dir, model, chash, sampling, plan: Plan, extra) -> dict[str, Any]:
     """The manifest body, once the folder is checked to hold exactly the wanted samples."""
-    summary = _summary(output_dir, wanted)
+    summary = disk_summary(output_dir, plan)
     return {
         "teacher": model,
         "teacher_ref": cfg.model,
         "content_hash": chash,
         "sampling": sampling,
-        "counts": {"prompts": len(prompts), "n": cfg.n, "samples": summary["samples"]},
+        "counts": {"prompts": len(plan.keys), "n": cfg.n, "samples": summary["samples"]},
         "stats": summary,
         **extra,
     }
 
 
-def _generate(cfg, engine, model, sampling, todo, output_dir, already) -> tuple[list[dict[str, str]], dict]:
-    """Stream the todo samples to disk; returns the failed requests and this run's figures."""
+def _generate(cfg, engine, model, sampling, pairs, todo, output_dir, already) -> tuple[list[dict[str, str]], dict]:
+    """Stream the `todo` samples of `pairs` to disk; returns the failed requests and this run's figures.
+
+    Requests are made as the engine asks for them (it holds at most max_in_flight), and each is forgotten once its
+    completion is written, so nothing here grows with the run."""
     if not todo:
         return [], {"samples": 0}
-    requests = {}
-    for p, k in todo:
-        sid = sample_id(p.source, p.row, k)
-        seed = request_seed(cfg.seed, sid)
-        requests[sid] = (p, k, Request(sid, messages_for(cfg, p), sampling, cfg.prefill, seed, cfg.logprobs))
+    pending: dict[str, tuple[Prompt, int, Request]] = {}
+
+    def requests() -> Iterator[Request]:
+        for p, k, sid in pairs:
+            req = Request(sid, messages_for(cfg, p), sampling, cfg.prefill, request_seed(cfg.seed, sid), cfg.logprobs)
+            pending[sid] = (p, k, req)
+            yield req
+
     own = engine is None
     if own:
         engine = start_engine(cfg, model)
     teacher = {**engine.describe(), "model": cfg.model}
     errors: list[dict[str, str]] = []
-    progress = Progress(total=already + len(todo), desc="generate", initial=already)
+    progress = Progress(total=already + todo, desc="generate", initial=already)
     t0 = time.monotonic()
     try:
         with ShardWriter(output_dir, cfg.rows_per_shard) as writer:
-            for c in engine.generate(req for _, _, req in requests.values()):
-                prompt, k, req = requests[c.id]
+            for c in engine.generate(requests()):
+                prompt, k, req = pending.pop(c.id)
                 if c.error:
                     errors.append({"id": c.id, "error": c.error})
                     continue

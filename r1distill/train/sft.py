@@ -16,14 +16,16 @@ import logging
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any
 
 from r1distill.core.config import config_hash, load_recipe
 from r1distill.core.models import BUNDLED, load_tokenizer, resolve_model
 from r1distill.core.stage import Stage, setup_logging
-from r1distill.core.store import StageError, manifest_hash
+from r1distill.core.store import StageError, manifest_hash, read_manifest
 from r1distill.train import common as training
+from r1distill.train import context
 from r1distill.train.sft_dataset import load_splits, trainable
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,9 @@ class SFTStageConfig:
     peft: dict[str, Any] | None = None
     kd: dict[str, Any] | None = None
     preflight: bool = True
+    # Set on the student's config before it loads, e.g. {rope_theta: 300000, max_position_embeddings: 32768} to
+    # train a 4k-context base at 32k (train/context.py); the trained model keeps them.
+    model_config: dict[str, Any] | None = None
 
 
 Config = SFTStageConfig
@@ -59,6 +64,11 @@ def validate(cfg: SFTStageConfig) -> None:
     training.validate(cfg, "sft", SFTConfig)
     if cfg.chat_template:
         preflight.template_path(cfg.chat_template, "sft.chat_template")
+    if cfg.model_config is not None and not isinstance(cfg.model_config, dict):
+        raise StageError("sft.model_config: expected a mapping of config fields, e.g. {rope_theta: 300000}")
+    defaults = {f.name: f.default for f in dataclass_fields(SFTConfig)}
+    trl = {**defaults, **cfg.trl}
+    context.check(cfg.model, cfg.model_config, trl["max_length"], bool(trl["packing"]), None)
 
 
 def prepare_tokenizer(cfg: SFTStageConfig, student: str, args, first_row: list[dict] | None, gen_config=None):
@@ -107,6 +117,7 @@ def prepare(cfg: SFTStageConfig, input_dir: Path | None, output_dir: Path, force
     student = resolve_model(cfg.model)
     deepspeed = training.deepspeed_config(cfg.deepspeed, "sft.deepspeed")
     args = training.trainer_args(SFTConfig, cfg.trl, output_dir, deepspeed, "sft.trl", **TRL_DEFAULTS)
+    _check_context(cfg, student, args, input_dir)
     _ = args.device  # joins the process group now (DeepSpeed/DDP), so the barriers below see every rank
     lora = training.lora_config(cfg.peft, "sft.peft")
     train, evaluation, described = load_splits(cfg, input_dir)
@@ -132,6 +143,26 @@ def prepare(cfg: SFTStageConfig, input_dir: Path | None, output_dir: Path, force
         peft_config=lora, **extra,
     )  # fmt: skip
     return Prepared(trainer, tok, student, lora is not None, described, len(train))
+
+
+def _check_context(cfg: SFTStageConfig, student: str, args, input_dir: Path | None) -> None:
+    """Refuse before the model loads when `max_length` (or the longest built row) exceeds the student's context,
+    and hand TRL the student's config with `sft.model_config` applied."""
+    from transformers import AutoConfig
+
+    try:
+        hf = AutoConfig.from_pretrained(student)
+    except (OSError, ValueError) as e:
+        raise StageError(f"sft.model: cannot read the config of {student}: {e}") from None
+    build = read_manifest(input_dir) if input_dir and not cfg.dataset else None
+    longest = ((build or {}).get("lengths") or {}).get("train", {}).get("max")
+    context.check(cfg.model, cfg.model_config, args.max_length, args.packing, longest, config=hf.to_dict())
+    if cfg.model_config:
+        args.model_init_kwargs = {
+            **(args.model_init_kwargs or {}),
+            "config": context.apply_overrides(hf, cfg.model_config),
+        }
+        log.info("sft.model_config: %s applied to %s's config", cfg.model_config, cfg.model)
 
 
 class SFTStage(Stage):
@@ -161,11 +192,15 @@ class SFTStage(Stage):
         t0 = time.monotonic()
         job.trainer.train(resume_from_checkpoint=resume)
         summary = _train_summary(job.trainer, time.monotonic() - t0, resume)
+        if cfg.model_config:
+            summary["model_config_overrides"] = cfg.model_config
         card = training.model_card(
             f"{output_dir.name}: SFT of {cfg.model}", cfg.model, job.described["dataset"],
             job.described.get("dataset_card_sha256"), asdict(cfg), summary,
         )  # fmt: skip
-        training.save_final(job.trainer, job.tokenizer, output_dir, card, base_model=job.student if job.lora else None)
+        base = job.student if job.lora else None
+        overrides = cfg.model_config
+        training.save_final(job.trainer, job.tokenizer, output_dir, card, base_model=base, model_config=overrides)
         fields = None
         if training.is_main_process():
             _fix_generation_config(output_dir, job.tokenizer)

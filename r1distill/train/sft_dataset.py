@@ -27,8 +27,10 @@ def load_splits(cfg: Any, input_dir: Path | None) -> tuple[Any, Any, dict[str, A
     files = {split: sorted(map(str, data.glob(f"{split}-*.parquet"))) for split in ("train", "validation")}
     if not files["train"]:
         raise StageError(f"sft: {source} holds no train-*.parquet; point sft.dataset (or --input) at a build folder")
-    if input_dir and not cfg.dataset and not read_manifest(source):
+    manifest = read_manifest(source) if input_dir and not cfg.dataset else None
+    if input_dir and not cfg.dataset and not manifest:
         raise StageError(f"sft: {source} has no manifest.json (build did not finish); rerun build first")
+    check_parquet(source, files, (manifest or {}).get("parquet_files"))
     splits = {k: datasets.load_dataset("parquet", data_files=v, split="train") for k, v in files.items() if v}
     card = source / "README.md"
     desc = {
@@ -39,6 +41,22 @@ def load_splits(cfg: Any, input_dir: Path | None) -> tuple[Any, Any, dict[str, A
         if "messages" not in split.column_names:
             raise StageError(f"sft: {files[name][0]} has no 'messages' column; build the dataset with r1distill build")
     return splits["train"], splits.get("validation"), desc
+
+
+def check_parquet(source: Path, files: dict[str, list[str]], recorded: list[dict[str, Any]] | None) -> None:
+    """Every parquet file opens, and (for a build folder) holds the rows its manifest recorded: a file cut short or
+    swapped after build finished is one line naming it, not an Arrow traceback. Reads footers only."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = {str(source / f["name"]): f.get("rows") for f in recorded or []}
+    for path in (p for paths in files.values() for p in paths):
+        try:
+            found = pq.ParquetFile(path).metadata.num_rows
+        except (OSError, pa.ArrowException) as e:
+            raise StageError(f"{path}: not a readable parquet file ({e}); rerun build (or restore the file)") from None
+        if rows.get(path) is not None and found != rows[path]:
+            raise StageError(f"{path}: {found} rows, but its manifest recorded {rows[path]}; rerun build")
 
 
 def trainable(split, kd: bool):

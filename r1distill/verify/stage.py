@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from r1distill.core.config import ConfigError, config_hash
-from r1distill.core.records import prompt_key
+from r1distill.core.records import key_hash, prompt_key
 from r1distill.core.stage import Stage
 from r1distill.core.store import ShardWriter, atomic_write_text, iter_records, manifest_hash, recover
 from r1distill.grading import Grade, Grader
@@ -111,8 +111,9 @@ def _grading_stamp(cfg: VerifyConfig, input_dir: Path) -> str:
     return json.dumps({"grading": config_hash(grading), "input": manifest_hash(input_dir)})
 
 
-def _prepare_graded(graded: Path, cfg: VerifyConfig, input_dir: Path) -> set[str]:
-    """Ids already graded by an interrupted run of the same grading config on the same input (else start over)."""
+def _prepare_graded(graded: Path, cfg: VerifyConfig, input_dir: Path) -> set[int]:
+    """Ids (their `key_hash`es: a small int a sample, not its id string) already graded by an interrupted run of
+    the same grading config on the same input (else start over)."""
     stamp = graded / "stamp.json"
     want = _grading_stamp(cfg, input_dir)
     if graded.exists() and (not stamp.exists() or stamp.read_text() != want):
@@ -120,18 +121,19 @@ def _prepare_graded(graded: Path, cfg: VerifyConfig, input_dir: Path) -> set[str
     graded.mkdir(parents=True, exist_ok=True)
     atomic_write_text(stamp, want)
     recover(graded)
-    return {r["id"] for r in iter_records(graded)}
+    return {key_hash(r["id"]) for r in iter_records(graded)}
 
 
-def _batches(input_dir: Path, done: set[str], size: int) -> Iterator[list[dict[str, Any]]]:
+def _batches(input_dir: Path, done: set[int], size: int) -> Iterator[list[dict[str, Any]]]:
     seen = set(done)
     batch: list[dict[str, Any]] = []
     duplicates = 0
     for record in iter_records(input_dir, required=REQUIRED):
-        if record["id"] in seen:
-            duplicates += record["id"] not in done
+        rid = key_hash(record["id"])
+        if rid in seen:
+            duplicates += rid not in done
             continue
-        seen.add(record["id"])
+        seen.add(rid)
         batch.append(record)
         if len(batch) >= size:
             yield batch
@@ -142,7 +144,7 @@ def _batches(input_dir: Path, done: set[str], size: int) -> Iterator[list[dict[s
         log.warning("verify: %s holds %d duplicate sample id(s); graded the first of each", input_dir, duplicates)
 
 
-def _grade_all(cfg: VerifyConfig, input_dir: Path, graded: Path, done: set[str]) -> int:
+def _grade_all(cfg: VerifyConfig, input_dir: Path, graded: Path, done: set[int]) -> int:
     """Grade every sample not in `done`, appending to the `graded` folder; returns how many were graded now."""
     m, c = cfg.math, cfg.code
     limits = Limits(c.timeout_s, c.memory_mb, c.output_mb << 20)
@@ -165,18 +167,21 @@ def _grade_all(cfg: VerifyConfig, input_dir: Path, graded: Path, done: set[str])
 def _select(cfg: VerifyConfig, graded: Path, output_dir: Path) -> dict[str, Any]:
     """Apply the policy to the graded records, write the output shards, and return counts and stats."""
     p = cfg.policy
-    per_prompt: dict[str, list[tuple[int, bool]]] = defaultdict(list)
+    # Per prompt: [samples, the k of each correct one]; a sample costs a counter tick, a correct one an int.
+    per_prompt: dict[str, list] = defaultdict(lambda: [0, []])
     for r in iter_records(graded):
-        per_prompt[_prompt_of(r)].append((int(r.get("k", 0)), bool(r["meta"]["verify"]["correct"])))
+        entry = per_prompt[_prompt_of(r)]
+        entry[0] += 1
+        if r["meta"]["verify"]["correct"]:
+            entry[1].append(int(r.get("k", 0)))
     dropped_prompts: dict[str, str] = {}
     keep_k: dict[str, set[int]] = {}
-    for key, results in per_prompt.items():
-        n_correct = sum(ok for _, ok in results)
-        if p.drop_always_solved and n_correct == len(results):
+    for key, (total, correct) in per_prompt.items():
+        if p.drop_always_solved and len(correct) == total:
             dropped_prompts[key] = "prompt_always_solved"
-        elif p.drop_never_solved and n_correct == 0:
+        elif p.drop_never_solved and not correct:
             dropped_prompts[key] = "prompt_never_solved"
-        correct_k = sorted(k for k, ok in results if ok)
+        correct_k = sorted(correct)
         keep_k[key] = set(correct_k[: p.max_correct_per_prompt] if p.max_correct_per_prompt else correct_k)
 
     for stale in [*output_dir.glob("part-*.jsonl"), *output_dir.glob("part-*.jsonl.tmp")]:
@@ -212,8 +217,8 @@ def _select(cfg: VerifyConfig, graded: Path, output_dir: Path) -> dict[str, Any]
         "kept": writer.written,
         "dropped": dict(sorted(dropped.items())),
         "prompts": len(per_prompt),
-        "prompts_always_solved": sum(all(ok for _, ok in v) for v in per_prompt.values()),
-        "prompts_never_solved": sum(not any(ok for _, ok in v) for v in per_prompt.values()),
+        "prompts_always_solved": sum(len(correct) == total for total, correct in per_prompt.values()),
+        "prompts_never_solved": sum(not correct for _, correct in per_prompt.values()),
         "prompts_dropped": len(dropped_prompts),
     }
     stats = {
