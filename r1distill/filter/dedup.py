@@ -117,7 +117,7 @@ class MinHasher:
         words = _WORD.findall(text) if _HAS_CJK.search(text) else plain_words(text)
         if not words:
             return np.zeros(1, dtype=np.uint64)
-        if len(_WORD_HASH) > 2_000_000:
+        if len(_WORD_HASH) > 200_000:  # ~25 MB per process; a corpus's common words refill it at once
             _WORD_HASH.clear()
         h = np.fromiter(map(_WORD_HASH.__getitem__, words), dtype=np.uint64, count=len(words))
         n = min(self.ngram, len(words))
