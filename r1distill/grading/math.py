@@ -68,6 +68,8 @@ for _name in ("math_verify.parser", "math_verify.grader"):
 
 def _latex(text: str) -> str:
     """Unicode math written as LaTeX (`90°` as `90^{\\circ}`)."""
+    if text.isascii():  # nearly every answer: skip the replacements
+        return text
     for char, latex in _UNICODE.items():
         text = text.replace(char, latex)
     return text
