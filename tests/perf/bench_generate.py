@@ -37,8 +37,8 @@ def main() -> None:
     from r1distill.core.store import iter_records
     from r1distill.generate.engines import Request
     from r1distill.generate.engines.vllm_local import VLLMEngine
-    from r1distill.generate.prompts import SourceConfig, load_prompts
     from r1distill.generate.plan import messages_for
+    from r1distill.generate.prompts import SourceConfig, load_prompts
     from r1distill.generate.stage import GenerateConfig, run
 
     sampling = {"temperature": 0.6, "top_p": 0.95, "max_tokens": args.max_tokens, "ignore_eos": True}
