@@ -131,8 +131,9 @@ class Stage:
         """Where this config writes, given the folder asked for (generate: a shard's own subfolder)."""
         return output_dir
 
-    def prepare(self, cfg: Any, input_dir: Path | None, output_dir: Path) -> Any:
-        """Checks and loading that read the input or the config's sources, before the output folder is touched."""
+    def prepare(self, cfg: Any, input_dir: Path | None, output_dir: Path, **kw: Any) -> Any:
+        """Checks and loading that read the input or the config's sources, before the output folder is touched
+        (`kw`: what the caller handed `run`, e.g. a running engine whose limits the checks can use)."""
         return None
 
     def work(self, cfg: Any, input_dir: Path | None, output_dir: Path, prepared: Any, **kw: Any) -> dict | None:
@@ -167,7 +168,7 @@ class Stage:
             return read_manifest(output_dir) or {}
         main = self.is_main_process()
         try:
-            prepared = self.prepare(cfg, input_dir, output_dir)
+            prepared = self.prepare(cfg, input_dir, output_dir, **kw)
             with locked(output_dir, enabled=main):
                 if main:
                     clear_manifest(output_dir)

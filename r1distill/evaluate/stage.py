@@ -349,7 +349,7 @@ class EvaluateStage(Stage):
             describe.engine_line(cfg, recipe),
         ]
 
-    def prepare(self, cfg: EvaluateConfig, input_dir: Path | None, output_dir: Path) -> tuple:
+    def prepare(self, cfg: EvaluateConfig, input_dir: Path | None, output_dir: Path, **kw: Any) -> tuple:
         """Every benchmark and model checked before any engine starts."""
         benches = [benchmarks.get(name) for name in cfg.benchmarks]
         models = subjects(cfg, input_dir, output_dir)
