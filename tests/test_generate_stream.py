@@ -44,7 +44,7 @@ def counted(monkeypatch) -> list[int]:
         made[0] += 1
         return Request(*args, **kwargs)
 
-    monkeypatch.setattr("r1distill.generate.stage.Request", counting)
+    monkeypatch.setattr("r1distill.generate.stream.Request", counting)
     return made
 
 

@@ -157,4 +157,4 @@ def test_missing_build_and_bad_settings_are_one_line_errors(student, tmp_path, c
     assert sft.main(["-c", str(recipe), "sft.trl={}", "sft.deepspeed=zero9"]) == 2
     assert "zero2, zero3, zero3_offload" in capsys.readouterr().err
     assert sft.main(["-c", str(recipe), "sft.trl={}"]) == 2
-    assert "holds no train-*.parquet" in capsys.readouterr().err
+    assert "build: no manifest.json; the build stage did not finish there" in capsys.readouterr().err

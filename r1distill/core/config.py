@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
+import importlib
 import json
 import re
 import types
@@ -76,6 +77,16 @@ def apply_override(data: dict[str, Any], override: str) -> None:
     if isinstance(value, str) and _SCI.match(value):
         value = float(value)  # YAML 1.1 reads 1e-4 (no dot) as a string; on a command line it means a number
     node[parts[-1]] = value
+
+
+def load_object(spec: str, where: str, what: str, kind: str) -> Any:
+    """The object a `package.module:name` path names (a user's own check or reward); a bad path is a ConfigError
+    naming `where`."""
+    module_name, _, attr = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise ConfigError(f"{where}: cannot load {what} {spec!r} ({e}); use 'package.module:{kind}'") from None
 
 
 class Recipe:

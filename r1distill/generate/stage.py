@@ -11,32 +11,26 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from r1distill.cluster.sharding import link_shards, parse_shard, shard_dir, shard_of
 from r1distill.core.config import config_hash
 from r1distill.core.models import BUNDLED, resolve_model
-from r1distill.core.progress import Progress
-from r1distill.core.records import Sample, key_hash
 from r1distill.core.stage import Flag, Stage, flag_overrides, output_error, setup_logging
-from r1distill.core.store import ShardWriter, StageError, atomic_write_text, iter_records, locked, recover
-from r1distill.generate.engines import ENGINES, Engine, Request, make_engine
+from r1distill.core.store import StageError, atomic_write_text, locked
+from r1distill.generate.cli import add_source_flags, recipe_without_file, source_from_flags
+from r1distill.generate.engines import ENGINES, Engine, make_engine
 from r1distill.generate.engines.openai_http import HTTPSettings
-from r1distill.generate.logprobs import encode
-from r1distill.generate.plan import Plan, disk_summary, hashes, messages_for, prompt_check, request_seed, wanted_on_disk
-from r1distill.generate.prompts import Prompt, SourceConfig, scan_prompts
+from r1distill.generate.plan import Plan, disk_summary, prompt_check, wanted_on_disk
+from r1distill.generate.prompts import SourceConfig, scan_prompts
+from r1distill.generate.stream import resume_state, stream
 
 log = logging.getLogger(__name__)
 
 # DeepSeek-R1's recommended sampling; the recipe's `sampling:` is merged over it and handed to SamplingParams.
 R1_SAMPLING = {"temperature": 0.6, "top_p": 0.95, "max_tokens": 32768}
-STATE = "_generate_state.json"
 
 
 @dataclass
@@ -132,23 +126,6 @@ def validate(cfg: GenerateConfig) -> None:
     check_engine(cfg.engine, cfg.http, sampling_params(cfg), "generate")
 
 
-def _resume_state(output_dir: Path, chash: str) -> np.ndarray:
-    """Sorted id hashes of the samples on disk, after sealing what a killed run left; refuses a folder of a
-    different teacher config."""
-    state_path = output_dir / STATE
-    if state_path.exists():
-        previous = json.loads(state_path.read_text())["content_hash"]
-        if previous != chash:
-            raise StageError(
-                f"{output_dir} holds samples from a different teacher/sampling config ({previous} != {chash}); "
-                "use another --output or delete that folder"
-            )
-    else:
-        atomic_write_text(state_path, json.dumps({"content_hash": chash}) + "\n")
-    recover(output_dir)
-    return np.sort(hashes(key_hash(rec["id"]) for rec in iter_records(output_dir)))
-
-
 @dataclass
 class Job:
     """What `prepare` found, before the output folder is touched: the prompts (as a streamable plan) and the
@@ -182,21 +159,7 @@ class GenerateStage(Stage):
             if action.dest == "config":
                 action.required = False
                 action.help = "recipe YAML (optional: the flags below describe a run without one)"
-        g = p.add_argument_group("a prompt source without a recipe (replaces the recipe's generate.sources)")
-        g.add_argument("--dataset", metavar="PATH|HUB_ID", help="a local .jsonl/.json/.parquet file or a Hub dataset")
-        g.add_argument(
-            "--problem-field", metavar="FIELD", default="problem", help="the problem text (default: problem)"
-        )
-        g.add_argument(
-            "--answer-field", metavar="FIELD", default="answer", help="the reference answer (default: answer)"
-        )
-        g.add_argument("--id-field", metavar="FIELD", help="a stable row id (default: the row number)")
-        g.add_argument("--split", metavar="NAME", default="train", help="Hub split (default: train)")
-        g.add_argument("--subset", metavar="NAME", help="Hub subset/config name")
-        g.add_argument("--domain", metavar="NAME", default="math", help="math, code or science (default: math)")
-        g.add_argument(
-            "--prompt-template", metavar="TEXT", help="with {problem}; default R1's: reason step by step, \\boxed{}"
-        )
+        add_source_flags(p)
         return p
 
     def main(self, argv: list[str] | None = None, doc: str | None = None) -> int:
@@ -273,7 +236,7 @@ class GenerateStage(Stage):
                 "shard_wall_s": [m.get("last_run", {}).get("wall_s") for m in shard_manifests],
             }
             return _finish(cfg, output_dir, model, chash, sampling, plan, extra)
-        done = _resume_state(output_dir, chash)
+        done = resume_state(output_dir, chash)
         on_disk = wanted_on_disk(output_dir, plan)
         if len(done) > on_disk:
             log.warning(
@@ -282,7 +245,7 @@ class GenerateStage(Stage):
         todo = plan.wanted - on_disk
         log.info("generate: %d prompts x n=%d: %d on disk, %d to go", len(plan.keys), cfg.n, on_disk, todo)
         pairs = plan.pairs(done) if todo else iter(())
-        errors, this_run = _generate(cfg, engine, model, sampling, pairs, todo, output_dir, on_disk)
+        errors, this_run = stream(cfg, engine, model, sampling, pairs, todo, output_dir, on_disk)
         if errors:
             path = output_dir / "errors.jsonl"
             atomic_write_text(path, "".join(json.dumps(e) + "\n" for e in errors))
@@ -301,35 +264,6 @@ class GenerateStage(Stage):
         )
 
 
-R1_PROMPT = "{problem}\nPlease reason step by step, and put your final answer within \\boxed{}."
-
-
-def source_from_flags(args) -> dict[str, Any]:
-    """`--dataset` and its field flags as one `generate.sources` entry: a path when the file exists, else a Hub id."""
-    from r1distill.core.models import HUB_ID
-
-    where = Path(args.dataset).expanduser()
-    if not where.exists() and where.suffix in (".jsonl", ".json", ".parquet", ".gz", ".csv"):
-        raise StageError(f"--dataset {args.dataset}: no such file")
-    if where.exists():
-        src: dict[str, Any] = {"name": where.stem, "path": str(where)}
-    elif HUB_ID.match(args.dataset):
-        src = {"name": args.dataset.rsplit("/", 1)[-1], "hub": args.dataset, "split": args.split}
-        if args.subset:
-            src["subset"] = args.subset
-    else:
-        raise StageError(f"--dataset {args.dataset}: no such file, and not a Hub dataset id (owner/name)")
-    src.update(problem_field=args.problem_field, answer_field=args.answer_field, domain=args.domain)
-    if args.id_field:
-        src["id_field"] = args.id_field
-    return src
-
-
-def recipe_without_file(args) -> dict[str, Any]:
-    """A recipe for a run described by flags alone: R1's prompt and sampling unless a flag says otherwise."""
-    return {"name": Path(args.output).name, "generate": {"prompt_template": args.prompt_template or R1_PROMPT}}
-
-
 def _finish(cfg, output_dir, model, chash, sampling, plan: Plan, extra) -> dict[str, Any]:
     """The manifest body, once the folder is checked to hold exactly the wanted samples."""
     summary = disk_summary(output_dir, plan)
@@ -341,92 +275,6 @@ def _finish(cfg, output_dir, model, chash, sampling, plan: Plan, extra) -> dict[
         "counts": {"prompts": len(plan.keys), "n": cfg.n, "samples": summary["samples"]},
         "stats": summary,
         **extra,
-    }
-
-
-def _generate(cfg, engine, model, sampling, pairs, todo, output_dir, already) -> tuple[list[dict[str, str]], dict]:
-    """Stream the `todo` samples of `pairs` to disk; returns the failed requests and this run's figures.
-
-    Requests are made as the engine asks for them (it holds at most max_in_flight), and each is forgotten once its
-    completion is written, so nothing here grows with the run."""
-    if not todo:
-        return [], {"samples": 0}
-    pending: dict[str, tuple[Prompt, int, Request]] = {}
-
-    def requests() -> Iterator[Request]:
-        for p, k, sid in pairs:
-            req = Request(sid, messages_for(cfg, p), sampling, cfg.prefill, request_seed(cfg.seed, sid), cfg.logprobs)
-            pending[sid] = (p, k, req)
-            yield req
-
-    own = engine is None
-    if own:
-        engine = start_engine(cfg, model)
-    teacher = {**engine.describe(), "model": cfg.model}
-    errors: list[dict[str, str]] = []
-    progress = Progress(total=already + todo, desc="generate", initial=already)
-    t0 = time.monotonic()
-    try:
-        with ShardWriter(output_dir, cfg.rows_per_shard) as writer:
-            for c in engine.generate(requests()):
-                prompt, k, req = pending.pop(c.id)
-                if c.error:
-                    errors.append({"id": c.id, "error": c.error})
-                    continue
-                sample = Sample(
-                    id=c.id,
-                    source=prompt.source,
-                    row=prompt.row,
-                    k=k,
-                    domain=prompt.domain,
-                    problem=prompt.problem,
-                    messages=req.messages,
-                    reference=prompt.reference,
-                    completion=c.text if c.full else cfg.prefill + c.text,
-                    meta={
-                        **c.extra,
-                        "teacher": teacher,
-                        "sampling": {**sampling, "seed": req.seed if engine.supports_seed else None},
-                        "prefill": cfg.prefill,
-                        "finish_reason": c.finish_reason,
-                        "prompt_tokens": c.prompt_tokens,
-                        "completion_tokens": c.completion_tokens,
-                    },
-                )
-                if cfg.logprobs:
-                    if c.logprobs is None:
-                        errors.append({"id": c.id, "error": "the engine returned no logprobs"})
-                        continue
-                    blob = encode(*c.logprobs, k=cfg.logprobs)
-                    file, offset = writer.write_blob(blob)  # bytes first: a written sample always has them
-                    sample.meta["logprobs"] = {
-                        "file": file,
-                        "offset": offset,
-                        "tokens": len(c.logprobs[0]),
-                        "k": cfg.logprobs,
-                    }
-                writer.write(sample.to_json())
-                progress.update(1, c.completion_tokens)
-    finally:
-        progress.close()
-        if own:
-            engine.close()
-    wall = time.monotonic() - t0
-    log.info(
-        "generate: wrote %d samples (%d output tokens) in %.1f s: %.1f output tok/s, %d failed -> %s",
-        progress.items,
-        progress.tokens,
-        wall,
-        progress.tokens / max(wall, 1e-9),
-        len(errors),
-        output_dir,
-    )
-    return errors, {
-        "samples": progress.items,
-        "output_tokens": progress.tokens,
-        "wall_s": round(wall, 2),
-        "output_tok_per_s": round(progress.tokens / max(wall, 1e-9), 1),
-        "failed": len(errors),
     }
 
 

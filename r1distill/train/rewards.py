@@ -19,12 +19,11 @@ exactly as verify judges a teacher sample.
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from r1distill.core.config import ConfigError
+from r1distill.core.config import ConfigError, load_object
 from r1distill.core.records import Sample, parse_completion
 from r1distill.filter.checks.format import think_format
 from r1distill.filter.checks.repetition import dup_ngram_share, word_hashes
@@ -139,11 +138,7 @@ def callable_name(fn: Reward) -> str:
 
 def _function(name: str, where: str) -> Reward:
     if ":" in name:
-        module_name, _, attr = name.partition(":")
-        try:
-            fn = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as e:
-            raise ConfigError(f"{where}: cannot load reward {name!r} ({e}); use 'package.module:function'") from None
+        fn = load_object(name, where, "reward", "function")
         if not callable(fn):
             raise ConfigError(f"{where}: {name!r} is not a function")
         return fn
