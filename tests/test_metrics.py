@@ -178,3 +178,32 @@ def test_paired_delta_is_seeded_pairs_by_problem_and_takes_sample_flags():
         metrics.paired_delta(a, b, method="z")
     rows = [{"row": "p0", "grade": {"correct": True}}, {"row": "p0", "grade": {"correct": False}}]
     assert metrics.outcomes_by_problem(rows) == {"p0": 0.5}
+
+
+def test_judged_verdicts_are_counted_apart_from_the_rules():
+    from r1distill.evaluate import report as eval_report
+
+    def rec(row, k, correct, by=None):
+        grade = {"correct": correct, "reason": "judge_correct" if by else ("correct" if correct else "wrong_answer")}
+        return {
+            "row": row,
+            "k": k,
+            "meta": {"finish_reason": "stop"},
+            "grade": {**grade, **({"verdict_by": by} if by else {})},
+        }
+
+    scored = [rec("a", 0, True), rec("a", 1, True, "judge"), rec("b", 0, False), rec("b", 1, True, "judge")]
+    m = bench_metrics(scored, "math", 2, [1], equal=lambda x, y: x == y)
+    assert (m["pass@1"], m["judged"], m["judged_correct"], m["pass@1_rules"]) == (0.75, 2, 2, 0.25)
+    assert m["reasons"]["judge_correct"] == 2
+    assert bench_metrics(scored[:1], "math", 1, [1])["judged"] == 0
+    report = {"model": "m", "n": 2, "benchmarks": {"gsm8k": m}, "caveats": []}
+    report["environment"] = eval_report.environment(evaluate_config())
+    md = eval_report.report_markdown(report)
+    assert "gsm8k (model): 2 of 4 verdicts are the LLM judge's (2 correct); the rules alone give pass@1 25.0" in md
+
+
+def evaluate_config():
+    from r1distill.evaluate.stage import EvaluateConfig
+
+    return EvaluateConfig()

@@ -210,6 +210,12 @@ def report_markdown(report: dict[str, Any]) -> str:
         )
     lines += paired_markdown(report)
     notes = [f"{name}: {m['note']}" for name, m in report["benchmarks"].items() if m.get("note")]
+    notes += [
+        f"{name} ({label}): {m['judged']} of {m['samples']} verdicts are the LLM judge's "
+        f"({m['judged_correct']} correct); the rules alone give pass@1 {_pct(m['pass@1_rules'])}"
+        for name, label, m in table_rows(report)
+        if m.get("judged")
+    ]
     if report.get("caveats") or notes:
         lines += ["", "Caveats:", *(f"- {c}" for c in [*report.get("caveats", []), *notes])]
     env = report["environment"]

@@ -16,14 +16,18 @@ from typing import Any
 from r1distill.core.store import iter_records, write_jsonl_atomic
 from r1distill.evaluate import metrics
 from r1distill.grading.grader import MATH_DOMAINS, Grader
+from r1distill.grading.judge import JudgeConfig, judge_undecided
 from r1distill.grading.math import CORRECT, MathPool, math_equal
 
 CI_METHOD = "mean of per-problem pass rates, Student-t 95% interval over problems (df = problems - 1)"
 
 
-def score(records: list[dict[str, Any]], grader: Grader) -> list[dict[str, Any]]:
-    """Each sample record with a `grade` entry (correct, reason, extracted, ...) added."""
-    grades = grader.grade(records)
+def score(
+    records: list[dict[str, Any]], grader: Grader, judge: JudgeConfig | None = None, cache_dir: Path | None = None
+) -> list[dict[str, Any]]:
+    """Each sample record with a `grade` entry (correct, reason, extracted, ...) added; with `judge` on, the answers
+    the rules cannot decide carry the judge's verdict instead (`verdict_by: judge`, cached in `cache_dir`)."""
+    grades = judge_undecided(judge, records, grader.grade(records), cache_dir) if judge else grader.grade(records)
     return [{**rec, "grade": g.to_meta()} for rec, g in zip(records, grades, strict=True)]
 
 
@@ -89,6 +93,15 @@ def bench_metrics(
             for recs in by_problem.values()
         ]
         out[f"cons@{n}"] = sum(votes) / len(votes)
+    judged = [r for r in scored if r["grade"].get("verdict_by") == "judge"]
+    out["judged"] = len(judged)  # LLM-judge verdicts, counted apart: pass@1_rules is what the rules alone give
+    if judged:
+        out["judged_correct"] = sum(r["grade"]["correct"] for r in judged)
+        rules = [
+            metrics.rate([r["grade"]["correct"] and r["grade"].get("verdict_by") != "judge" for r in recs])
+            for recs in by_problem.values()
+        ]
+        out["pass@1_rules"] = sum(rules) / len(rules)
     reasons = Counter(r["grade"]["reason"] for r in scored)
     out["truncation_rate"] = metrics.rate([r["meta"].get("finish_reason") == "length" for r in scored])
     out["no_answer_rate"] = metrics.rate([r["grade"]["reason"] == "no_answer" for r in scored])
@@ -99,16 +112,23 @@ def bench_metrics(
 
 
 def score_benchmark(
-    samples_dir: Path, scored_path: Path, domain: str, wanted: set[str], n: int, ks: list[int], grader: Grader
+    samples_dir: Path,
+    scored_path: Path,
+    domain: str,
+    wanted: set[str],
+    n: int,
+    ks: list[int],
+    grader: Grader,
+    judge: JudgeConfig | None = None,
 ) -> tuple[dict[str, Any], dict[str, float], bool]:
     """Grade the wanted samples (rows in `wanted`, k < n) into `scored_path`; returns (metrics, {problem: pass
     rate}, whether every sample was drawn with its seed). A folder reused with a smaller limit or n keeps its
-    other samples, unscored."""
+    other samples, unscored. The judge's cache lives beside `scored_path`."""
     records = sorted(
         (r for r in iter_records(samples_dir) if r["row"] in wanted and r["k"] < n),
         key=lambda r: (r["row"], r["k"]),
     )
-    scored = score(records, grader)
+    scored = score(records, grader, judge, scored_path.parent)
     equal = None
     if domain in MATH_DOMAINS and n > 1:
         by_row: dict[str, list[str | None]] = defaultdict(list)

@@ -45,6 +45,7 @@ from r1distill.generate.engines import ENGINES, Engine
 from r1distill.generate.engines.openai_http import HTTPSettings
 from r1distill.generate.prompts import SourceConfig
 from r1distill.grading.grader import Grader
+from r1distill.grading.judge import JudgeConfig
 from r1distill.grading.sandbox import LEVELS, require_level
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,8 @@ class EvaluateConfig:
     `data_root`: a folder holding the benchmarks' local JSONL files (None: load them from the Hub).
     `ks`: the k of pass@k (those above n are skipped); cons@n is reported for math/science benchmarks.
     `lenient_think`: grade completions that stopped without closing `<think>` on their whole text (small models).
+    `judge`: the LLM judge fallback for answers the rules cannot decide (see `grading.judge`; off by default): its
+    verdicts count in pass@1 and are reported apart (`judged`, `pass@1_rules`).
     `code_isolation`: the sandbox level for code benchmarks (None: bubblewrap, refused where it is unusable; name
     `uid` or `rlimit` to accept a weaker one). `paired_method`: how the Δ pass@1 of the model against each baseline
     gets its CI and p-value (`bootstrap`: paired bootstrap + sign-flip test, seeded; `t`: paired t).
@@ -90,6 +93,7 @@ class EvaluateConfig:
     max_in_flight: int | None = None  # requests held by the engine at once (memory, HTTP concurrency), not results
     code_isolation: str | None = None
     paired_method: str = "bootstrap"
+    judge: JudgeConfig = field(default_factory=JudgeConfig)  # as verify.judge; judged verdicts are counted apart
 
     def hash_extra(self) -> dict[str, str | None]:
         """The manifest hash of each named model folder that is a finished stage: retraining it re-evaluates it."""
@@ -271,7 +275,7 @@ def _evaluate_model(
                 isolation=cfg.code_isolation,
             ) as grader:
                 m, outcomes[bench.name], bench_seeded = scoring.score_benchmark(
-                    bdir / "samples", bdir / "scored.jsonl", bench.domain, wanted, cfg.n, cfg.ks, grader
+                    bdir / "samples", bdir / "scored.jsonl", bench.domain, wanted, cfg.n, cfg.ks, grader, cfg.judge
                 )
             seeded = seeded and bench_seeded
             m["published"] = benchmarks.published_for(bench, subject.published_as)
