@@ -30,21 +30,39 @@ PACKAGES = {
 }
 
 
+def _chat_template(folder: Path) -> str | None:
+    """The chat template a tokenizer folder holds (transformers' `chat_template.jinja`, or the older
+    `tokenizer_config.json` entry), read as text: loading the tokenizer itself costs seconds."""
+    jinja = folder / "chat_template.jinja"
+    if jinja.exists():
+        return jinja.read_text(encoding="utf-8")
+    config = folder / "tokenizer_config.json"
+    if config.exists():
+        template = json.loads(config.read_text(encoding="utf-8")).get("chat_template")
+        return json.dumps(template, sort_keys=True) if isinstance(template, (dict, list)) else template
+    return None
+
+
 def model_record(ref: str, key: str, engine: str) -> dict[str, Any]:
     """A model as evaluated: its reference, what it resolved to, and the sha256 of the chat template its prompts
     were rendered with (None for a served model, whose template the server holds, or a tokenizer without one)."""
     record: dict[str, Any] = {"ref": ref, "resolved": key, "chat_template_sha256": None}
     if engine == "openai":
         return record
-    try:
-        from r1distill.core.models import load_tokenizer
+    folder = Path(key)
+    if not folder.is_dir():  # a Hub id: its files in the local cache, where present
+        try:
+            from huggingface_hub import try_to_load_from_cache
 
-        template = getattr(load_tokenizer(key if Path(key).exists() else ref), "chat_template", None)
-    except Exception as e:  # an unreadable tokenizer must not stop a report that is otherwise finished
+            found = [try_to_load_from_cache(ref, f) for f in ("chat_template.jinja", "tokenizer_config.json")]
+            folder = next((Path(f).parent for f in found if isinstance(f, str)), folder)
+        except Exception as e:  # no cache, no hub library: the report says None rather than failing
+            log.warning("evaluate: no chat template hash for %s (%s)", ref, e)
+    try:
+        template = _chat_template(folder) if folder.is_dir() else None
+    except (OSError, ValueError) as e:
         log.warning("evaluate: no chat template hash for %s (%s)", ref, e)
-        return record
-    if isinstance(template, dict):  # several named templates: hash them all, in name order
-        template = json.dumps(template, sort_keys=True)
+        template = None
     if template:
         record["chat_template_sha256"] = hashlib.sha256(template.encode("utf-8")).hexdigest()
     return record
