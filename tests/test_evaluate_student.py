@@ -211,7 +211,8 @@ def test_paired_delta_against_each_baseline_and_one_model_under_two_labels_is_sc
 
     index = write_report(run_dir)
     html = index.read_text()
-    assert "Δ pass@1 (student - baseline)" in html and f"<td class=n>{100 * d['delta']:+.1f}</td>" in html
+    assert "Δ pass@1 = student - baseline" in html and f"<td class=n>{100 * d['delta']:+.1f}</td>" in html
+    assert "<td>again (= teacher)</td>" in html
     assert 'class="side"><img src="eval.png"' in html and (index.parent / "eval_delta.png").exists()
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if not browser:
@@ -234,3 +235,15 @@ def test_paired_delta_against_each_baseline_and_one_model_under_two_labels_is_sc
     assert int(purple.sum()) > 100, int(purple.sum())
     columns = np.nonzero(purple.any(axis=0))[0]
     assert columns.min() > 1280 * 0.45  # on the right, beside the bars
+
+
+def test_caveats_for_a_subset_or_a_non_r1_prompt_beside_published_numbers():
+    from r1distill.evaluate import benchmarks
+
+    cfg = evaluate.EvaluateConfig(limit=10, system_prompt="Be brief.", prefill="")
+    aime, arith = benchmarks.get("aime24"), benchmarks.get("arith")
+    text = " ".join(eval_report.caveats(cfg, [aime, arith], {"aime24": True, "arith": True}))
+    assert "limit 10: aime24, arith scored on their first 10 problems only (a subset); aime24: not comparable" in text
+    assert "a system prompt was used" in text and "prefill '' differs from R1's" in text
+    quiet = " ".join(eval_report.caveats(cfg, [arith], {"arith": False}))  # no published numbers, no cut
+    assert "limit" not in quiet and "system prompt" not in quiet and "prefill" not in quiet

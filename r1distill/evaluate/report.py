@@ -158,11 +158,15 @@ def caveats(cfg: Any, benches: list[Any] | None = None, subset: dict[str, bool] 
     sampling, r1 = {**generate.R1_SAMPLING, **cfg.sampling}, generate.R1_SAMPLING
     out = []
     cut = sorted(name for name, short in (subset or {}).items() if short)
+    published = {b.name for b in benches or [] if b.published}
     if cut:
-        out.append(
-            f"limit {cfg.limit}: {', '.join(cut)} scored on their first {cfg.limit} problems only, a subset: not "
-            "comparable with published numbers over the whole benchmark"
-        )
+        text = f"limit {cfg.limit}: {', '.join(cut)} scored on their first {cfg.limit} problems only (a subset)"
+        if published & set(cut):
+            text += (
+                f"; {', '.join(sorted(published & set(cut)))}: not comparable with published numbers over the whole "
+            )
+            text += "benchmark"
+        out.append(text)
     beside = benches is None or any(b.published for b in benches)  # published numbers are in the table
     if beside and cfg.system_prompt:
         out.append("a system prompt was used; DeepSeek-R1's evaluation uses none: not the published protocol")

@@ -94,7 +94,8 @@ def scores(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     """Grouped bars per benchmark: each evaluated model's pass@1 (with its 95% CI) and the published number."""
     plt = _pyplot()
     names = [r["benchmark"] for r in rows]
-    groups = sorted({k for r in rows for k in r["values"]}, key=lambda k: (k == "published", k))
+    seen = dict.fromkeys(k for r in rows for k in r["values"])  # the evaluated model first, as the page lists them
+    groups = sorted(seen, key=lambda k: k == "published")
     fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(names) + 2), 3.6))
     width = min(0.8 / max(len(groups), 1), 0.35)
     palette = iter((OURS, "#e08e0b", KEPT, "#75507b"))

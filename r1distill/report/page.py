@@ -254,23 +254,26 @@ def _paired(report: dict[str, Any], out: Path) -> str:
     label = report.get("label", "model")
     rows, chart_rows = [], []
     for base, benches in report.get("paired", {}).items():
+        same = report.get("baselines", {}).get(base, {}).get("same_model_as")
+        shown = f"{base} (= {same})" if same else base
         for name, d in benches.items():
             if d.get("delta") is None:
                 continue
             ci = d.get("ci95")
             p = "-" if d.get("p_value") is None else f"{d['p_value']:.3g}"
-            rows.append([escape(name), escape(base), f"{d['problems']:,}", f"{100 * d['delta']:+.1f}",
+            rows.append([escape(name), escape(shown), f"{d['problems']:,}", f"{100 * d['delta']:+.1f}",
                          f"{100 * ci[0]:+.1f} to {100 * ci[1]:+.1f}" if ci else "-", p,
                          f"{d['wins']} / {d['losses']}"])  # fmt: skip
-            chart_rows.append({"label": f"{name}: {label} - {base}", "delta": 100 * d["delta"],
+            chart_rows.append({"label": f"{name}: {label} - {shown}", "delta": 100 * d["delta"],
                                "ci": (100 * ci[0], 100 * ci[1]) if ci else None})  # fmt: skip
     if not rows:
         return ""
     charts.deltas(chart_rows, out / "eval_delta.png")
     method = next(d["method"] for b in report["paired"].values() for d in b.values())
-    head = ["benchmark", "baseline", "problems", f"Δ pass@1 ({label} - baseline)", "95% CI", "p", "better / worse"]
+    head = ["benchmark", "baseline", "problems", "Δ pass@1", "95% CI", "p", "better / worse"]
     return (f'<img src="eval_delta.png" alt="paired difference in pass@1 with its 95% CI">'
-            f"{_table(head, rows, {2, 3, 5})}<p class=sub>Paired over the problems both models were scored on: "
+            f"{_table(head, rows, {2, 3, 5})}<p class=sub>Δ pass@1 = {escape(label)} - baseline, in points, paired "
+            "over the problems both models were scored on: "
             f"{escape(method)}.</p>")  # fmt: skip
 
 
