@@ -235,6 +235,11 @@ def test_without_bubblewrap_untrusted_code_is_refused_unless_a_weaker_level_is_n
     r = run_python("print(input())", "ok\n", level=weaker)  # named: runs, and says at which level
     assert (r.status, r.stdout, r.isolation) == ("ok", "ok\n", weaker)
     assert [g.details["isolation"] for g in grade_code_many([(answer, ref)], level=weaker)] == [weaker]
+    os.environ["R1DISTILL_SANDBOX"] = weaker  # the same acceptance for stages without a recipe key (rl)
+    try:
+        assert run_python("print(2)").isolation == weaker
+    finally:
+        del os.environ["R1DISTILL_SANDBOX"]
 
 
 def test_verify_refuses_in_one_line_and_exits_2_without_bubblewrap(without_bwrap, tmp_path, capsys):

@@ -187,7 +187,9 @@ def isolation_level(python: str = DEFAULT_PYTHON) -> str:
 
 def require_level(level: str | None = None, python: str = DEFAULT_PYTHON) -> str:
     """The level untrusted code will run at: `level` when named (any of `LEVELS`), else the strongest available,
-    which must be a bubblewrap one; raises `SandboxRefused` (bubblewrap unusable, nothing named) or ValueError."""
+    which must be a bubblewrap one; raises `SandboxRefused` (bubblewrap unusable, nothing named) or ValueError.
+    `R1DISTILL_SANDBOX=LEVEL` in the environment names a level for stages without a recipe key for it (rl)."""
+    level = level or os.environ.get("R1DISTILL_SANDBOX") or None
     if level is not None:
         if level not in LEVELS:
             raise ValueError(f"sandbox level {level!r}: choose one of {', '.join(LEVELS)}")
@@ -197,7 +199,8 @@ def require_level(level: str | None = None, python: str = DEFAULT_PYTHON) -> str
         raise SandboxRefused(
             f"sandbox: bubblewrap is not usable here (best level {best!r}: network open, host /tmp writable), so "
             "model-written code is not run; install it (apt-get install bubblewrap) or accept the weaker level "
-            f"explicitly with `verify.code.isolation: {best}` (evaluate: `evaluate.code_isolation: {best}`)"
+            f"explicitly with `verify.code.isolation: {best}` (evaluate: `evaluate.code_isolation: {best}`; any stage: "
+            f"R1DISTILL_SANDBOX={best})"
         )
     return best
 
