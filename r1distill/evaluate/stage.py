@@ -152,10 +152,16 @@ def validate(cfg: EvaluateConfig) -> None:
     generate.check_engine(cfg.engine, cfg.http, {**generate.R1_SAMPLING, **cfg.sampling}, "evaluate")
     for name in cfg.benchmarks:
         benchmarks.get(name)
+    _check_options(cfg)
+
+
+def _check_options(cfg: EvaluateConfig) -> None:
     if cfg.code_isolation is not None and cfg.code_isolation not in LEVELS:
         raise StageError(f"evaluate.code_isolation: {cfg.code_isolation!r} is not one of {', '.join(LEVELS)} (or null)")
     if cfg.paired_method not in PAIRED_METHODS:
         raise StageError(f"evaluate.paired_method: {cfg.paired_method!r} is not one of {', '.join(PAIRED_METHODS)}")
+    if cfg.judge.enabled and not (cfg.judge.http and cfg.judge.http.base_urls):
+        raise StageError("evaluate.judge.http.base_urls: the judge needs a server, e.g. [http://127.0.0.1:8000/v1]")
 
 
 def run(
@@ -180,7 +186,7 @@ def run(
         raise StageError(f"evaluate.engine: unknown engine {cfg.engine!r}; available: {', '.join(ENGINES)}")
     if not cfg.benchmarks:
         raise StageError("evaluate.benchmarks: name at least one of " + ", ".join(benchmarks.names()))
-    validate(cfg)
+    _check_options(cfg)
     benches = [benchmarks.get(name) for name in cfg.benchmarks]
     if any(b.domain == "code" for b in benches):
         require_level(cfg.code_isolation)  # before any engine starts: refused here, not after hours of sampling
