@@ -247,3 +247,15 @@ def test_caveats_for_a_subset_or_a_non_r1_prompt_beside_published_numbers():
     assert "a system prompt was used" in text and "prefill '' differs from R1's" in text
     quiet = " ".join(eval_report.caveats(cfg, [arith], {"arith": False}))  # no published numbers, no cut
     assert "limit" not in quiet and "system prompt" not in quiet and "prefill" not in quiet
+
+
+def test_bad_options_are_refused_before_any_engine():
+    from r1distill.grading.judge import JudgeConfig
+
+    for cfg, field_name in (
+        (evaluate.EvaluateConfig(paired_method="z"), "evaluate.paired_method"),
+        (evaluate.EvaluateConfig(code_isolation="docker"), "evaluate.code_isolation"),
+        (evaluate.EvaluateConfig(judge=JudgeConfig(enabled=True)), "evaluate.judge.http.base_urls"),
+    ):
+        with pytest.raises(StageError, match=field_name):
+            evaluate.validate(cfg)
