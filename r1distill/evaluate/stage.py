@@ -26,17 +26,16 @@ from pathlib import Path
 from typing import Any
 
 from r1distill.core.stage import Flag, Stage
-from r1distill.core.store import StageError, atomic_write_text, manifest_hash, read_manifest
+from r1distill.core.store import StageError, atomic_write_text, manifest_hash
 from r1distill.evaluate import benchmarks, scoring
 from r1distill.evaluate.metrics import PAIRED_METHODS
 from r1distill.evaluate.report import caveats, environment, model_record, report_markdown, table_rows
+from r1distill.evaluate.sampling import evaluate_model
 from r1distill.evaluate.scoring import bench_metrics, pool_equivalence, score  # noqa: F401 (the stage's API)
-from r1distill.evaluate.subjects import Subject, forget_retrained, stage_folder, subjects
+from r1distill.evaluate.subjects import stage_folder, subjects
 from r1distill.generate import stage as generate
 from r1distill.generate.engines import Engine
 from r1distill.generate.engines.openai_http import HTTPSettings
-from r1distill.generate.prompts import SourceConfig
-from r1distill.grading.grader import Grader
 from r1distill.grading.judge import JudgeConfig
 from r1distill.grading.sandbox import LEVELS, require_level
 
@@ -105,38 +104,11 @@ def upstream(recipe: Any) -> str | None:
     return "rl" if "rl" in recipe.data else "sft"
 
 
-def _generate_config(
-    cfg: EvaluateConfig, model: str, bench: benchmarks.Benchmark, problems: Path
-) -> generate.GenerateConfig:
-    source = SourceConfig(name=bench.name, path=str(problems), id_field="id", domain=bench.domain)
-    return generate.GenerateConfig(
-        sources=[source],
-        model=model,
-        engine=cfg.engine,
-        n=cfg.n,
-        system_prompt=cfg.system_prompt,
-        prompt_template=bench.prompt_template,
-        prefill=cfg.prefill,
-        sampling=dict(cfg.sampling),
-        vllm=dict(cfg.vllm),
-        http=cfg.http,
-        seed=cfg.seed,
-        max_in_flight=cfg.max_in_flight,
-    )
-
-
 def _sweep_temp_files(root: Path) -> None:
     """Remove what atomic writes killed midway left behind (`.NAME.XXXX.tmp`); call only under the folder's lock.
     Unsealed shards (`part-*.jsonl.tmp`) are not touched: generate recovers their records."""
     for path in root.rglob(".*.tmp"):
         path.unlink(missing_ok=True)
-
-
-def _write_problems(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Write the rows only when they changed, so a resumed run leaves the file (and its mtime) alone."""
-    text = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows)
-    if not path.exists() or path.read_text(encoding="utf-8") != text:
-        atomic_write_text(path, text)
 
 
 def validate(cfg: EvaluateConfig) -> None:
@@ -237,7 +209,7 @@ class EvaluateStage(Stage):
                 results[s.label], outcomes[s.label] = results[first[s.key]], outcomes[first[s.key]]
                 continue
             first[s.key] = s.label
-            results[s.label], outcomes[s.label], seeded[s.label] = _evaluate_model(
+            results[s.label], outcomes[s.label], seeded[s.label] = evaluate_model(
                 cfg, s, benches, rows, given.get(s.label)
             )
         main, others = models[0], models[1:]
@@ -282,67 +254,6 @@ class EvaluateStage(Stage):
                 f"truncated {100 * m['truncation_rate']:.1f}% over {m['problems']} problems x n={m['n']}"
             )
         return "; ".join(parts) or "no report"
-
-
-def _evaluate_model(
-    cfg: EvaluateConfig,
-    subject: Subject,
-    benches: list[benchmarks.Benchmark],
-    rows: dict[str, list[dict[str, Any]]],
-    engine: Engine | None,
-) -> tuple[dict[str, Any], dict[str, dict[str, float]], bool]:
-    """One model on every benchmark; returns ({benchmark: metrics}, {benchmark: {problem: pass rate}}, whether every
-    sample was drawn with its seed). An engine it starts is closed before it returns."""
-    forget_retrained(subject)
-    own = None
-    results: dict[str, Any] = {}
-    outcomes: dict[str, dict[str, float]] = {}
-    seeded = True
-    try:
-        for bench in benches:
-            bdir = subject.out / bench.name
-            bdir.mkdir(parents=True, exist_ok=True)
-            problems = bdir / "problems.jsonl"
-            _write_problems(problems, rows[bench.name])
-            gcfg = _generate_config(cfg, subject.ref, bench, problems)
-            needed = _needs_samples(gcfg, bdir / "samples", len(rows[bench.name]))
-            if engine is None and needed:
-                engine = own = generate.start_engine(gcfg)
-            gen = generate.run(gcfg, None, bdir / "samples", engine=engine)
-            wanted = {r["id"] for r in rows[bench.name]}
-            with Grader(
-                math_timeout_s=cfg.math_timeout_s,
-                workers=cfg.workers,
-                lenient_think=cfg.lenient_think,
-                isolation=cfg.code_isolation,
-            ) as grader:
-                m, outcomes[bench.name], bench_seeded = scoring.score_benchmark(
-                    bdir / "samples", bdir / "scored.jsonl", bench.domain, wanted, cfg.n, cfg.ks, grader, cfg.judge
-                )
-            seeded = seeded and bench_seeded
-            m["published"] = benchmarks.published_for(bench, subject.published_as)
-            m["published_cons"] = benchmarks.published_for(bench, subject.published_as, cons=True)
-            m["last_run_samples"] = gen.get("last_run", {}).get("samples", 0) if needed else 0
-            if bench.note:
-                m["note"] = bench.note
-            results[bench.name] = m
-            log.info("evaluate: %s %s pass@1 %.3f (%d problems)", subject.label, bench.name, m["pass@1"], m["problems"])
-    finally:
-        if own is not None:
-            own.close()
-    return results, outcomes, seeded
-
-
-def _needs_samples(gcfg: generate.GenerateConfig, samples_dir: Path, problems: int) -> bool:
-    """False when the samples folder holds a finished generate run of all wanted samples by this very model and
-    sampling (wherever its problems file was): then no engine is started. Only a saving: generate itself draws
-    whatever is missing."""
-    m = read_manifest(samples_dir)
-    return not (
-        m
-        and m.get("content_hash") == generate.content_hash(gcfg, generate.teacher_model(gcfg))
-        and m["counts"] == {"prompts": problems, "n": gcfg.n, "samples": problems * gcfg.n}
-    )
 
 
 def _benchmark_list(text: str) -> str:
