@@ -113,6 +113,7 @@ class Stage:
     upstream: ClassVar[str | None] = None
     needs_input: ClassVar[bool] = True
     distributed: ClassVar[bool] = False
+    input_key: ClassVar[str | None] = None  # a key of the stage's section that names its input instead (sft.dataset)
     flags: ClassVar[dict[str, Flag]] = {}
 
     # --- what a stage may override -------------------------------------------------------------------------------
@@ -124,7 +125,10 @@ class Stage:
         return []
 
     def input_stage(self, recipe: Recipe) -> str | None:
-        """The run-dir folder this stage reads in `recipe` (evaluate: the trained student)."""
+        """The run-dir folder this stage reads in `recipe`: none when its section names the input (`input_key`)."""
+        section = recipe.data.get(self.name) or {}
+        if self.input_key and isinstance(section, dict) and section.get(self.input_key):
+            return None
         return self.upstream
 
     def output_dir(self, cfg: Any, output_dir: Path) -> Path:

@@ -111,10 +111,7 @@ def validate(cfg: RLStageConfig) -> None:
 
 class RLStage(Stage):
     name, Config, upstream, needs_input, distributed = "rl", RLStageConfig, "sft", False, True
-
-    def input_stage(self, recipe: Any) -> str | None:
-        section = recipe.data.get("rl") or {}
-        return None if isinstance(section, dict) and section.get("model") else self.upstream
+    input_key = "model"
 
     def validate(self, cfg: RLStageConfig) -> None:
         validate(cfg)

@@ -167,10 +167,7 @@ def _check_context(cfg: SFTStageConfig, student: str, args, input_dir: Path | No
 
 class SFTStage(Stage):
     name, Config, upstream, needs_input, distributed = "sft", SFTStageConfig, "build", False, True
-
-    def input_stage(self, recipe: Any) -> str | None:
-        section = recipe.data.get("sft") or {}
-        return None if isinstance(section, dict) and section.get("dataset") else self.upstream
+    input_key = "dataset"
 
     def validate(self, cfg: SFTStageConfig) -> None:
         validate(cfg)
