@@ -15,6 +15,7 @@ STAGES = {
     "publish": "r1distill.build.publish",
     "sft": "r1distill.train.sft",
     "rl": "r1distill.train.rl",
+    "quantize": "r1distill.quantize.stage",  # after training, before evaluate (which may take it as a baseline)
     "evaluate": "r1distill.evaluate.stage",
 }
 

@@ -25,6 +25,7 @@ from typing import Any
 from r1distill.core.config import STAGES
 from r1distill.core.stage import setup_logging
 from r1distill.core.store import StageError, read_manifest
+from r1distill.quantize.compare import section_html
 from r1distill.report import charts
 
 log = logging.getLogger(__name__)
@@ -356,6 +357,7 @@ def render(run_dir: Path, out: Path) -> Path:
         ("lengths", "Lengths", _section_lengths(run_dir, m, out)),
         ("training", "Training", _section_training(run_dir, m, out)),
         ("evaluation", "Evaluation", _section_eval(run_dir, m, out)),
+        *([("quantized", "Quantized student beside the full one", q)] if (q := section_html(run_dir)) else []),
         ("provenance", "Commands and config hashes", _section_provenance(run_dir, m)),
     ]
     nav = " · ".join(f'<a href="#{key}">{escape(title)}</a>' for key, title, _ in sections)

@@ -232,8 +232,8 @@ def _kd_summary(trainer) -> dict[str, Any]:
         return {}
     last = next((e for e in reversed(trainer.state.log_history) if "soft_loss" in e), {})
     aligned = getattr(kd.offline, "aligned_fraction", None) if kd.offline is not None else None
-    return {"kd": {"source": kd.config.source, "aligned_fraction": aligned,
-                   **{k: last[k] for k in ("hard_loss", "soft_loss", "kd_loss") if k in last}}}  # fmt: skip
+    parts = ("hard_loss", "soft_loss", "kd_loss", "hidden_loss")
+    return {"kd": {"source": kd.config.source, "aligned_fraction": aligned, **{k: last[k] for k in parts if k in last}}}
 
 
 def _fix_generation_config(output_dir: Path, tok) -> None:
