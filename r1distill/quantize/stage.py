@@ -31,16 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from r1distill.core.config import ConfigError
-from r1distill.core.stage import header, stage_main
-from r1distill.core.store import (
-    MANIFEST,
-    StageError,
-    clear_manifest,
-    locked,
-    manifest_hash,
-    read_manifest,
-    write_manifest,
-)
+from r1distill.core.stage import Stage
+from r1distill.core.store import MANIFEST, StageError, manifest_hash, read_manifest
 from r1distill.quantize.card import model_card
 
 log = logging.getLogger(__name__)
@@ -203,34 +195,44 @@ def _compress(job: dict[str, Any], staging: Path) -> None:
         raise StageError(last if last.startswith("quantize") else f"quantize: llmcompressor failed: {last}")
 
 
-def run(cfg: QuantizeConfig, input_dir: Path | None, output_dir: Path) -> dict[str, Any]:
-    """Compress the student into `output_dir` (weights, tokenizer, card; the manifest last); returns the manifest."""
-    validate(cfg)
-    output_dir = Path(output_dir)
-    student = student_folder(cfg, input_dir)
-    messages, calibration = calibration_rows(cfg, student)
-    recipe = cfg.recipe
-    if isinstance(recipe, str):
-        recipe = Path(recipe).read_text(encoding="utf-8")
-    job = {
-        "model": str(student),
-        "scheme": cfg.scheme.upper(),
-        "recipe": recipe,
-        "targets": cfg.targets,
-        "ignore": cfg.ignore,
-        "dtype": cfg.dtype,
-        "messages": messages,
-        "max_length": cfg.calibration.max_length,
-        "oneshot": cfg.oneshot,
-    }
-    output_dir.mkdir(parents=True, exist_ok=True)
-    with locked(output_dir):
-        clear_manifest(output_dir)
+class QuantizeStage(Stage):
+    name, Config, upstream, needs_input, input_key = "quantize", QuantizeConfig, "sft", False, "model"
+
+    def input_stage(self, recipe: Any) -> str | None:
+        return upstream(recipe)
+
+    def validate(self, cfg: QuantizeConfig) -> None:
+        validate(cfg)
+
+    def prepare(self, cfg: QuantizeConfig, input_dir: Path | None, output_dir: Path, **kw: Any) -> dict[str, Any]:
+        """The student found and the calibration rows sampled before the output folder is touched: the job for
+        quantize/worker.py."""
+        student = student_folder(cfg, input_dir)
+        messages, calibration = calibration_rows(cfg, student)
+        recipe = cfg.recipe
+        if isinstance(recipe, str):
+            recipe = Path(recipe).read_text(encoding="utf-8")
+        return {
+            "model": str(student),
+            "scheme": cfg.scheme.upper(),
+            "recipe": recipe,
+            "targets": cfg.targets,
+            "ignore": cfg.ignore,
+            "dtype": cfg.dtype,
+            "messages": messages,
+            "max_length": cfg.calibration.max_length,
+            "oneshot": cfg.oneshot,
+            "calibration": calibration,
+        }
+
+    def work(self, cfg: QuantizeConfig, input_dir, output_dir: Path, job: dict[str, Any], **kw) -> dict[str, Any]:
+        """Compress the student into a staging folder, then move weights, tokenizer and card into `output_dir`."""
+        student, recipe, calibration = Path(job["model"]), job["recipe"], job.pop("calibration")
         staging = Path(tempfile.mkdtemp(dir=output_dir, prefix=".saving-"))
         try:
             t0 = time.monotonic()
             log.info("quantize: %s with %s on %d calibration rows", student, job["scheme"] if not recipe else
-                     "the recipe", len(messages))  # fmt: skip
+                     "the recipe", len(job["messages"]))  # fmt: skip
             _compress(job, staging)
             wall = time.monotonic() - t0
             base = (read_manifest(student) or {}).get("base_model") or cfg.model or student.name
@@ -245,30 +247,27 @@ def run(cfg: QuantizeConfig, input_dir: Path | None, output_dir: Path) -> dict[s
                 os.replace(path, target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        fields = {
+        return {
             "model": str(student),
             "scheme": scheme,
             "calibration": calibration,
             **{k: round(v, 1) if isinstance(v, float) else v for k, v in stats.items()},
             "compression": round(stats["full_size_bytes"] / max(stats["size_bytes"], 1), 2),
         }
-        manifest = write_manifest(output_dir, {**header("quantize", cfg, input_dir), **fields})
-    log.info("quantize: %s -> %s", summary(manifest), output_dir)
-    return manifest
+
+    def summary(self, manifest: dict[str, Any]) -> str:
+        if not manifest:
+            return "not finished"
+        mib = 2**20
+        return (
+            f"{manifest.get('scheme')}: {manifest['full_size_bytes'] / mib:.0f} MiB -> "
+            f"{manifest['size_bytes'] / mib:.0f} MiB ({manifest.get('compression')}x), calibrated on "
+            f"{manifest['calibration']['rows']} rows"
+        )
 
 
-def summary(manifest: dict[str, Any]) -> str:
-    if not manifest:
-        return "not finished"
-    mib = 2**20
-    return (
-        f"{manifest.get('scheme')}: {manifest['full_size_bytes'] / mib:.0f} MiB -> {manifest['size_bytes'] / mib:.0f}"
-        f" MiB ({manifest.get('compression')}x), calibrated on {manifest['calibration']['rows']} rows"
-    )
-
-
-def main(argv: list[str] | None = None) -> int:
-    return stage_main("quantize", Config, run, argv, __doc__)
+STAGE = QuantizeStage()
+run, main, summary = STAGE.run, STAGE.main, STAGE.summary
 
 
 if __name__ == "__main__":
