@@ -19,8 +19,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config, Qwen2
 from trl import SFTConfig
 
 from r1distill.core.config import ConfigError
-from r1distill.core.models import build_tiny_model
 from r1distill.generate.problems import arithmetic
+from r1distill.testing.models import build_tiny_model
 from r1distill.train import kd
 from r1distill.train.kd import hidden
 
