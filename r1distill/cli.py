@@ -20,6 +20,7 @@ COMMANDS = {
     "build": "turn kept samples into a chat-format SFT dataset with a card",
     "publish": "push a built dataset to the Hugging Face Hub",
     "sft": "fine-tune a student with TRL (+ DeepSpeed, LoRA, soft labels)",
+    "distill": "on-policy distillation: the student samples, the teacher scores its tokens",
     "rl": "GRPO with the verifiers as rewards",
     "evaluate": "pass@1 / cons@k with confidence intervals on benchmarks",
     "run": "run every stage of a recipe in order, skipping finished ones",

@@ -14,6 +14,7 @@ STAGES = {
     "build": "r1distill.build.stage",
     "publish": "r1distill.build.publish",
     "sft": "r1distill.train.sft",
+    "distill": "r1distill.train.distill",
     "rl": "r1distill.train.rl",
     "evaluate": "r1distill.evaluate.stage",
 }

@@ -29,6 +29,7 @@ UPSTREAM = {
     "build": "filter",
     "publish": "build",
     "sft": "build",
+    "distill": "sft",
     "rl": "sft",
 }
 

@@ -4,8 +4,9 @@
         [evaluate.baselines.teacher=bundled:smollm2]
 
 The model is the run's trained student by default: the stage's input folder, RUN_DIR/rl when the recipe has an rl
-stage, else RUN_DIR/sft (a finished one: its manifest.json must be there). `evaluate.model` names another model
-instead. `evaluate.baselines` ({label: model}) adds models evaluated the same way beside it, e.g. the teacher.
+stage, else RUN_DIR/distill when it has distill, else RUN_DIR/sft (a finished one: its manifest.json must be there).
+`evaluate.model` names another model instead. `evaluate.baselines` ({label: model}) adds models evaluated the same
+way beside it, e.g. the teacher.
 
 Per model and benchmark, into OUTPUT/<bench>/ (baselines: OUTPUT/baselines/<label>/<bench>/): `problems.jsonl` (the
 rows sampled from), `samples/` (a generate run: killed runs resume and only missing samples are drawn),
@@ -110,11 +111,11 @@ def _stage_folder(ref: str) -> bool:
 
 def upstream(recipe: Any) -> str | None:
     """The run-dir folder evaluate reads: the trained student (rl's output when the recipe has an rl stage, else
-    sft's), or None when `evaluate.model` names the model."""
+    distill's when it has distill, else sft's), or None when `evaluate.model` names the model."""
     section = recipe.data.get("evaluate") or {}
     if isinstance(section, dict) and section.get("model"):
         return None
-    return "rl" if "rl" in recipe.data else "sft"
+    return next((s for s in ("rl", "distill") if s in recipe.data), "sft")
 
 
 @dataclass(frozen=True)
