@@ -7,10 +7,11 @@
 Recipe: pipelines/laptop-distill.yaml. Teacher: the bundled SmolLM2-135M-Instruct. Student: the teacher with every
 other layer kept (`r1distill.core.models.build_pruned_student`, 15 of 30 layers), which starts measurably worse.
 The teacher's traces on 192 training problems (generate -> verify -> filter -> build, with top-20 logprobs) are made
-once; then each arm is a stage command on that recipe (one `r1distill` process, run under `flock /tmp/r1d-heavy.lock`
-so heavy jobs on a shared machine take turns), evaluated on held-out problems (`arith256`, seed 1000: problems that
-also occur in a training source are left out of the comparison) and scored by KL to the teacher. Every arm's figures
-are cached in RUN_DIR/arms/<arm>/result.json; the table is rebuilt from all cached arms.
+once; then each arm is stage commands on that recipe (train, evaluate, KL), the whole arm one chunk under
+`flock /tmp/r1d-heavy.lock` so heavy jobs on a shared machine take turns between chunks. Arms are evaluated on
+held-out problems (`arith256`, seed 1000; problems that also occur in a training source are left out of the
+comparison) and scored by KL to the teacher. Every arm's figures are cached in RUN_DIR/arms/<arm>/result.json; the
+table is rebuilt from all cached arms.
 
 Adding an arm is one `ARMS` entry: the stage, the arm it starts from (None: the pruned student) and overrides.
 """
@@ -66,19 +67,24 @@ def env() -> dict[str, str]:
     return {**defaults, **os.environ, "PYTHONPATH": str(ROOT)}
 
 
-def heavy(cmd: list[str], lock: bool) -> float:
-    """Run one heavy command (under the shared lock unless `lock` is False); its wall time without the wait."""
-    if lock:
-        cmd = ["flock", LOCK, sys.executable, __file__, "--timed", "--", *cmd]
+def timed(cmd: list[str]) -> float:
+    """Run one command; its wall time. A failure stops the experiment with the command's last output."""
     print("+", " ".join(cmd), flush=True)
     t0 = time.monotonic()
-    out = subprocess.run(cmd, env=env(), capture_output=lock, text=True)
+    out = subprocess.run(cmd, env=env(), capture_output=True, text=True)
     if out.returncode != 0:
         sys.stderr.write((out.stderr or "")[-4000:])
         raise SystemExit(f"failed ({out.returncode}): {' '.join(cmd)}")
-    if lock:  # the child printed its own wall time, measured after it got the lock
-        return float(out.stdout.strip().splitlines()[-1])
     return time.monotonic() - t0
+
+
+def locked(args: list[str]) -> None:
+    """Run this script again with `args` under the shared heavy-job lock: one chunk (the data, or one arm) at a
+    time, so jobs of other users of the machine interleave between chunks rather than inside one."""
+    cmd = ["flock", LOCK, sys.executable, __file__, *args, "--no-lock"]
+    print("+", " ".join(cmd), flush=True)
+    if subprocess.run(cmd, env=env()).returncode != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}")
 
 
 def stage_cmd(stage: str, *args: str) -> list[str]:
@@ -95,18 +101,18 @@ def model_of(arm: str, rd: Path) -> Path:
     return rd / "student" if ARMS[arm].stage is None else rd / "arms" / arm / "model"
 
 
-def prepare(rd: Path, lock: bool) -> dict[str, float]:
+def prepare(rd: Path) -> dict[str, float]:
     """The pruned student and the teacher's data (once; finished stages are skipped by the stages themselves)."""
     times = {}
     if not (rd / "student" / "config.json").exists():
         code = f"from r1distill.core.models import build_pruned_student as b; b('bundled:smollm2', '{rd / 'student'}')"
-        times["student"] = heavy([sys.executable, "-c", code], lock)
+        times["student"] = timed([sys.executable, "-c", code])
     for stage in DATA_STAGES:
-        times[stage] = heavy(stage_cmd(stage), lock)
+        times[stage] = timed(stage_cmd(stage))
     return times
 
 
-def run_arm(name: str, rd: Path, lock: bool) -> dict:
+def run_arm(name: str, rd: Path) -> dict:
     """Train (unless the arm is the start), evaluate, measure KL; cache and return the arm's figures."""
     arm, folder = ARMS[name], rd / "arms" / name
     folder.mkdir(parents=True, exist_ok=True)
@@ -114,11 +120,11 @@ def run_arm(name: str, rd: Path, lock: bool) -> dict:
     train_s = 0.0
     if arm.stage:
         inp = rd / "build" if arm.stage == "sft" else start
-        train_s = heavy(stage_cmd(arm.stage, "--input", str(inp), "--output", str(model),
-                                  f"{arm.stage}.model={start}", *arm.overrides), lock)  # fmt: skip
+        train_s = timed(stage_cmd(arm.stage, "--input", str(inp), "--output", str(model),
+                                  f"{arm.stage}.model={start}", *arm.overrides))  # fmt: skip
     extra = ["evaluate.baselines.teacher=bundled:smollm2"] if name == "init" else []
-    eval_s = heavy(stage_cmd("evaluate", "--output", str(folder / "eval"), f"evaluate.model={model}", *extra), lock)
-    kl_s = heavy([sys.executable, __file__, "--kl", str(model), "--out", str(folder / "kl.json")], lock)
+    eval_s = timed(stage_cmd("evaluate", "--output", str(folder / "eval"), f"evaluate.model={model}", *extra))
+    kl_s = timed([sys.executable, __file__, "--kl", str(model), "--out", str(folder / "kl.json")])
     result = {
         "arm": name,
         "label": arm.label,
@@ -256,17 +262,12 @@ def table(rd: Path) -> str:
 
 
 def main() -> None:
-    if "--timed" in sys.argv:  # internal: run a command (already holding the lock), print its wall time last
-        cmd = sys.argv[sys.argv.index("--") + 1 :]
-        t0 = time.monotonic()
-        code = subprocess.run(cmd, env=env()).returncode
-        print(f"{time.monotonic() - t0:.1f}")
-        sys.exit(code)
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--arms", default=None, help=f"comma-separated, of {', '.join(ARMS)} (default: all not cached)")
     p.add_argument("--table", action="store_true", help="only rebuild the table from the cached arms")
-    p.add_argument("--no-lock", action="store_true", help=f"do not take {LOCK} around heavy commands")
-    p.add_argument("--rerun", action="store_true", help="rerun arms that are cached")
+    p.add_argument("--no-lock", action="store_true", help=f"do not take {LOCK} around each chunk")
+    p.add_argument("--rerun", action="store_true", help="rerun the named arms even if they are cached")
+    p.add_argument("--only", action="store_true", help=argparse.SUPPRESS)  # internal: this chunk, no dependencies
     p.add_argument("--kl", default=None, help=argparse.SUPPRESS)
     p.add_argument("--out", default=None, help=argparse.SUPPRESS)
     a = p.parse_args()
@@ -274,30 +275,38 @@ def main() -> None:
         kl_main(a.kl, a.out)
         return
     rd = run_dir()
+    prep_file = rd / "arms" / "prepare.json"
+    if a.only:  # one chunk, already under the lock when run by `locked`
+        if a.arms == "prepare":
+            prep_file.parent.mkdir(parents=True, exist_ok=True)
+            prep_file.write_text(json.dumps(prepare(rd)))
+        else:
+            t0 = time.monotonic()
+            r = run_arm(a.arms, rd)
+            print(f"{a.arms}: train {r['train_s']} s, eval {r['eval_s']} s, kl {r['kl_s']} s "
+                  f"({time.monotonic() - t0:.0f} s)", flush=True)  # fmt: skip
+        return
     if not a.table:
-        (rd / "arms").mkdir(parents=True, exist_ok=True)
-        prep_file = rd / "arms" / "prepare.json"
-        if not prep_file.exists():
-            prep_file.write_text(json.dumps(prepare(rd, not a.no_lock)))
         wanted = a.arms.split(",") if a.arms else list(ARMS)
         for name in wanted:
             if name not in ARMS:
                 raise SystemExit(f"--arms: unknown arm {name!r}; known: {', '.join(ARMS)}")
-        # an arm's start and the init arm (the teacher's held-out samples, for KL) come first
-        todo = []
+        # an arm's start, and the init arm (the teacher's held-out samples, for KL), come first
+        todo: list[str] = []
         for name in ["init", *wanted]:
             chain = []
             while name and name not in todo and name not in chain:
                 chain.insert(0, name)
                 name = ARMS[name].start
             todo += [n for n in chain if n not in todo]
-        for name in todo:
-            cached = rd / "arms" / name / "result.json"
-            if cached.exists() and not (a.rerun and name in wanted):
-                continue
-            t0 = time.monotonic()
-            r = run_arm(name, rd, not a.no_lock)
-            print(f"{name}: train {r['train_s']} s, eval {r['eval_s']} s ({time.monotonic() - t0:.0f} s with waits)")
+        chunks = [] if prep_file.exists() else ["prepare"]
+        chunks += [n for n in todo if not (rd / "arms" / n / "result.json").exists() or (a.rerun and n in wanted)]
+        for chunk in chunks:
+            args = ["--arms", chunk, "--only"]
+            if a.no_lock:
+                subprocess.run([sys.executable, __file__, *args, "--no-lock"], env=env(), check=True)
+            else:
+                locked(args)
     text = table(rd)
     print(text)
     (rd / "arms" / "table.md").write_text(text + "\n")
