@@ -118,7 +118,7 @@ def test_user_errors_name_the_field(tmp_path, tiny, teacher_dir):
 @pytest.mark.slow
 def test_a_run_killed_with_sigkill_resumes_from_its_newest_complete_checkpoint(tmp_path, tiny, teacher_dir):
     recipe = tmp_path / "recipe.yaml"
-    section = _section(tiny, teacher_dir, max_steps=40, save_strategy="steps", save_steps=2, save_total_limit=10)
+    section = _section(tiny, teacher_dir, max_steps=8, save_strategy="steps", save_steps=2, save_total_limit=10)
     recipe.write_text(yaml.safe_dump({"name": "t", "run_dir": str(tmp_path / "run"), "distill": section}))
     out = tmp_path / "run" / "distill"
     cmd = [sys.executable, "-m", "r1distill", "distill", "-c", str(recipe)]
@@ -135,7 +135,7 @@ def test_a_run_killed_with_sigkill_resumes_from_its_newest_complete_checkpoint(t
     assert done.returncode == 0, done.stderr[-2000:]
     manifest = read_manifest(out)
     step = int(manifest["resumed_from"].rsplit("-", 1)[1])
-    assert step >= 4 and step % 2 == 0 and manifest["steps"] == 40
+    assert step >= 4 and step % 2 == 0 and manifest["steps"] == 8
 
 
 @pytest.fixture(scope="module")

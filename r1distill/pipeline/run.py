@@ -190,17 +190,20 @@ def _describe(recipe, step: dict) -> list[tuple[str, str]]:
     elif stage == "build":
         out.append(("tokenizer", _model_state(cfg.tokenizer, run_dir)))
         out.append(("resources", "CPU"))
-    elif stage in ("sft", "rl"):
+    elif stage in ("sft", "distill", "rl"):
         if cfg.model is None:
             out.append(("student", f"the output of {step['input']}"))
         else:
             out.append(("student", _model_state(cfg.model, run_dir)))
         if getattr(cfg, "chat_template", None):
             out.append(("template", cfg.chat_template))
-        if stage == "rl":
+        if stage == "distill":
+            out.append(("teacher", cfg.teacher))
+        if stage in ("distill", "rl"):
             out += [("prompts", _source_text(src)) for src in cfg.sources]
+        if stage == "rl":
             out.append(("rewards", ", ".join(f"{k} x {v}" for k, v in cfg.rewards.items())))
-        else:
+        elif stage == "sft":
             out.append(("data", str(cfg.dataset or step["input"])))
         method = "LoRA" if getattr(cfg, "peft", None) else "full fine-tune"
         ds = f", DeepSpeed {cfg.deepspeed}" if getattr(cfg, "deepspeed", None) else ""
