@@ -165,3 +165,29 @@ def _history(out):
     import json
 
     return json.loads((out / "trainer_state.json").read_text())["log_history"]
+
+
+@pytest.mark.slow
+def test_the_pruned_student_keeps_every_other_teacher_layer_and_generates(tmp_path, teacher_dir):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from r1distill.core.models import build_pruned_student
+
+    path = build_pruned_student(teacher_dir, tmp_path / "student")
+    student = AutoModelForCausalLM.from_pretrained(path).eval()
+    teacher = AutoModelForCausalLM.from_pretrained(teacher_dir, dtype=torch.float32).eval()
+    assert student.config.num_hidden_layers == 15 and student.config.vocab_size == teacher.config.vocab_size
+    for i, layer in enumerate(student.model.layers):
+        w = teacher.model.layers[2 * i].mlp.down_proj.weight
+        assert torch.equal(layer.mlp.down_proj.weight, w) and layer.self_attn.layer_idx == i
+    tok = AutoTokenizer.from_pretrained(path)
+    ids = tok("The capital of France is", return_tensors="pt").input_ids
+    # cached greedy decoding equals uncached: the KV cache follows the renumbered layers
+    cached = student.generate(ids, max_new_tokens=6, do_sample=False, use_cache=True)
+    uncached = student.generate(ids, max_new_tokens=6, do_sample=False, use_cache=False)
+    assert torch.equal(cached, uncached)
+    with torch.no_grad():
+        full = teacher(ids, labels=ids).loss.item()
+        pruned = student(ids, labels=ids).loss.item()
+    assert pruned > full  # measurably worse than its teacher: something to distil

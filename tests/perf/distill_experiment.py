@@ -153,8 +153,9 @@ def per_problem(scored: Path) -> dict[str, float]:
     return {k: sum(v) / len(v) for k, v in by.items()}
 
 
-def held_out_ids() -> set[str]:
-    """The benchmark's rows whose problem text occurs in no training source of the recipe (generate, distill, rl)."""
+def held_out_ids() -> list[str]:
+    """The ids of the benchmark's rows (in its order) whose problem text occurs in no training source of the recipe
+    (generate, distill, rl)."""
     from r1distill.core.config import load_recipe
     from r1distill.evaluate import benchmarks
     from r1distill.generate.problems import arithmetic
@@ -164,8 +165,9 @@ def held_out_ids() -> set[str]:
     for stage in ("generate", "distill", "rl"):
         for src in data[stage]["sources"]:
             seen |= {r["problem"] for r in arithmetic(src["count"], src["seed"])}
-    rows = benchmarks.get(BENCH).builtin()
-    return {str(i) for i, r in enumerate(rows) if r["problem"] not in seen}
+    bench = benchmarks.get(BENCH)
+    rows = [bench.convert(i, raw) for i, raw in enumerate(bench.builtin())]
+    return [str(r["id"]).replace("/", "_") for r in rows if r["problem"] not in seen]
 
 
 def paired_delta(a: dict[str, float], b: dict[str, float], ids: list[str], reps: int = 10_000) -> tuple:
@@ -193,7 +195,7 @@ def kl_main(model: str, out: str, limit: int = 64) -> None:
     tok = AutoTokenizer.from_pretrained(default_teacher())
     teacher = AutoModelForCausalLM.from_pretrained(default_teacher(), dtype=torch.float32).eval()
     student = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32).eval()
-    keep = held_out_ids()
+    order = {rid: n for n, rid in enumerate(held_out_ids())}
 
     def mean_kl(records, reverse: bool) -> float:
         total = n = 0
@@ -210,8 +212,8 @@ def kl_main(model: str, out: str, limit: int = 64) -> None:
         return total / max(n, 1)
 
     def pick(folder: Path) -> list[dict]:
-        recs = [r for r in iter_records(folder) if r["k"] == 0 and r["row"] in keep]
-        return sorted(recs, key=lambda r: int(r["row"]))[:limit]
+        recs = [r for r in iter_records(folder) if r["k"] == 0 and r["row"] in order]
+        return sorted(recs, key=lambda r: order[r["row"]])[:limit]
 
     teacher_samples = pick(rd / "arms" / "init" / "eval" / "baselines" / "teacher" / BENCH / "samples")
     own = Path(out).parent / "eval" / BENCH / "samples"
@@ -225,8 +227,7 @@ def table(rd: Path) -> str:
     if "init" not in results:
         return "no cached `init` arm yet: run it first (the start every arm is compared with)"
     init = results["init"]
-    keep = held_out_ids()
-    ids = sorted((set(init["scores"]) & keep), key=int)
+    ids = [i for i in held_out_ids() if i in init["scores"]]
     prep = json.loads((rd / "arms" / "prepare.json").read_text()) if (rd / "arms" / "prepare.json").exists() else {}
     lines = [
         f"{len(ids)} held-out problems (`{BENCH}`, seed 1000, none in a training source), n samples each; "
