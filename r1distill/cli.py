@@ -21,6 +21,7 @@ HELP = {
     "build": "turn kept samples into a chat-format SFT dataset with a card",
     "publish": "push a built dataset to the Hugging Face Hub",
     "sft": "fine-tune a student with TRL (+ DeepSpeed, LoRA, soft labels)",
+    "distill": "on-policy distillation: the student samples, the teacher scores its tokens",
     "rl": "GRPO with the verifiers as rewards",
     "quantize": "compress the student with llmcompressor (W8A8, W4A16, FP8) for vLLM",
     "evaluate": "pass@1 / cons@k with confidence intervals on benchmarks",

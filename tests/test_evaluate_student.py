@@ -38,6 +38,8 @@ def test_upstream_is_the_trained_student_unless_a_model_is_named():
     assert evaluate.upstream(Recipe(None, {"sft": {}, "rl": {}, "evaluate": {}})) == "rl"
     assert evaluate.upstream(Recipe(None, {"evaluate": None})) == "sft"
     assert evaluate.upstream(Recipe(None, {"rl": {}, "evaluate": {"model": "bundled:smollm2"}})) is None
+    assert evaluate.upstream(Recipe(None, {"sft": {}, "distill": {}, "evaluate": {}})) == "distill"
+    assert evaluate.upstream(Recipe(None, {"sft": {}, "distill": {}, "rl": {}, "evaluate": {}})) == "rl"
 
 
 def test_stage_resolves_evaluate_input_to_the_student(tmp_path):

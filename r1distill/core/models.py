@@ -140,3 +140,34 @@ def load_tokenizer(name: str, where: str = "tokenizer") -> Any:
         raise StageError(
             f"{where} {name!r}: cannot load a tokenizer ({e}); point at the student's model folder"
         ) from None
+
+
+def build_pruned_student(teacher: str | Path, out_dir: str | Path, keep_every: int = 2, dtype: str = "float32") -> Path:
+    """A smaller student cut from `teacher` by keeping every `keep_every`-th decoder layer (the first, the third, ...;
+    DistilBERT's initialisation), with the teacher's embeddings, final norm, LM head and tokenizer. Returns its path.
+
+    The student shares the teacher's vocabulary (so token-level KL, soft labels and on-policy distillation apply) and
+    starts from real weights rather than noise, but measurably worse than the teacher: what distillation is for.
+    `teacher` is a model folder or `bundled:smollm2`; the folder is written whole and is safe to rebuild.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    src = resolve_model(str(teacher))
+    model = AutoModelForCausalLM.from_pretrained(src, dtype=getattr(torch, dtype))
+    layers = model.model.layers
+    kept = torch.nn.ModuleList(layers[i] for i in range(0, len(layers), keep_every))
+    for new_idx, layer in enumerate(kept):
+        # The KV cache is indexed by each attention's layer_idx: it must follow the new numbering.
+        if hasattr(layer, "self_attn") and hasattr(layer.self_attn, "layer_idx"):
+            layer.self_attn.layer_idx = new_idx
+    model.model.layers = kept
+    model.config.num_hidden_layers = len(kept)
+    if getattr(model.config, "layer_types", None):
+        model.config.layer_types = [model.config.layer_types[i] for i in range(0, len(layers), keep_every)]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    AutoTokenizer.from_pretrained(src).save_pretrained(out_dir)
+    log.info("pruned student: %d of %d layers of %s -> %s", len(kept), len(layers), src, out_dir)
+    return out_dir

@@ -14,13 +14,14 @@ STAGES = {
     "build": "r1distill.build.stage",
     "publish": "r1distill.build.publish",
     "sft": "r1distill.train.sft",
+    "distill": "r1distill.train.distill",
     "rl": "r1distill.train.rl",
     "quantize": "r1distill.quantize.stage",  # after training, before evaluate (which may take it as a baseline)
     "evaluate": "r1distill.evaluate.stage",
 }
 
 # Training stages: several processes per job under `accelerate launch` (what `r1distill submit` renders for them).
-LAUNCHED = ("sft", "rl")
+LAUNCHED = ("sft", "distill", "rl")
 
 
 def stage_module(stage: str) -> ModuleType:

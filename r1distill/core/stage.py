@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 
 from r1distill import __version__
 from r1distill.core.config import Recipe, config_hash, load_recipe
-from r1distill.core.registry import stage_module
+from r1distill.core.registry import LAUNCHED, STAGES, stage_module
 from r1distill.core.store import (
     StageError,
     check_shards,
@@ -114,6 +114,7 @@ class Stage:
     needs_input: ClassVar[bool] = True
     distributed: ClassVar[bool] = False
     input_key: ClassVar[str | None] = None  # a key of the stage's section that names its input instead (sft.dataset)
+    reads_model: ClassVar[bool] = False  # the input is the model the recipe's last earlier training stage made
     flags: ClassVar[dict[str, Flag]] = {}
 
     # --- what a stage may override -------------------------------------------------------------------------------
@@ -129,7 +130,7 @@ class Stage:
         section = recipe.data.get(self.name) or {}
         if self.input_key and isinstance(section, dict) and section.get(self.input_key):
             return None
-        return self.upstream
+        return trained_model(recipe, self.name) if self.reads_model else self.upstream
 
     def output_dir(self, cfg: Any, output_dir: Path) -> Path:
         """Where this config writes, given the folder asked for (generate: a shard's own subfolder)."""
@@ -241,6 +242,14 @@ def flag_overrides(flags: dict[str, Flag], args: argparse.Namespace) -> list[str
         if value is not None:
             out.append(f"{f.key}={value}")
     return out
+
+
+def trained_model(recipe: Recipe, before: str) -> str:
+    """The run-dir folder of the last training stage of `recipe` that runs before stage `before` (sft, distill, rl
+    in pipeline order), or sft's when the recipe has none of them."""
+    order = list(STAGES)
+    earlier = [s for s in LAUNCHED if s in recipe.data and order.index(s) < order.index(before)]
+    return earlier[-1] if earlier else "sft"
 
 
 def check_input(input_dir: Path, stage: str) -> dict[str, Any]:

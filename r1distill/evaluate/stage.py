@@ -4,8 +4,9 @@
         [evaluate.baselines.teacher=bundled:smollm2]
 
 The model is the run's trained student by default: the stage's input folder, RUN_DIR/rl when the recipe has an rl
-stage, else RUN_DIR/sft (a finished one: its manifest.json must be there). `evaluate.model` names another model
-instead. `evaluate.baselines` ({label: model}) adds models evaluated the same way beside it, e.g. the teacher.
+stage, else RUN_DIR/distill when it has distill, else RUN_DIR/sft (a finished one: its manifest.json must be there).
+`evaluate.model` names another model instead. `evaluate.baselines` ({label: model}) adds models evaluated the same
+way beside it, e.g. the teacher.
 
 Per model and benchmark, into OUTPUT/<bench>/ (baselines: OUTPUT/baselines/<label>/<bench>/): `problems.jsonl` (the
 rows sampled from), `samples/` (a generate run: killed runs resume and only missing samples are drawn),
@@ -95,15 +96,6 @@ class EvaluateConfig:
 Config = EvaluateConfig
 
 
-def upstream(recipe: Any) -> str | None:
-    """The run-dir folder evaluate reads: the trained student (rl's output when the recipe has an rl stage, else
-    sft's), or None when `evaluate.model` names the model."""
-    section = recipe.data.get("evaluate") or {}
-    if isinstance(section, dict) and section.get("model"):
-        return None
-    return "rl" if "rl" in recipe.data else "sft"
-
-
 def _sweep_temp_files(root: Path) -> None:
     """Remove what atomic writes killed midway left behind (`.NAME.XXXX.tmp`); call only under the folder's lock.
     Unsealed shards (`part-*.jsonl.tmp`) are not touched: generate recovers their records."""
@@ -129,7 +121,7 @@ def _check_options(cfg: EvaluateConfig) -> None:
 
 
 class EvaluateStage(Stage):
-    name, Config, upstream, needs_input = "evaluate", EvaluateConfig, None, False
+    name, Config, upstream, needs_input, input_key, reads_model = "evaluate", EvaluateConfig, None, False, "model", True
     flags = {
         "--model": Flag("evaluate.model", str, "the model (path, Hub id or bundled:NAME; default: the run's student)"),
         "--benchmarks": Flag(
@@ -138,9 +130,6 @@ class EvaluateStage(Stage):
         "--n": Flag("evaluate.n", int, "samples per problem", "N"),
         "--limit": Flag("evaluate.limit", int, "at most this many problems per benchmark", "N"),
     }
-
-    def input_stage(self, recipe: Any) -> str | None:
-        return upstream(recipe)
 
     def validate(self, cfg: EvaluateConfig) -> None:
         validate(cfg)
@@ -262,7 +251,7 @@ def _benchmark_list(text: str) -> str:
 
 
 STAGE = EvaluateStage()
-run, main, summary = STAGE.run, STAGE.main, STAGE.summary
+run, main, summary, upstream = STAGE.run, STAGE.main, STAGE.summary, STAGE.input_stage
 
 
 if __name__ == "__main__":

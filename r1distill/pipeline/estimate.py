@@ -145,6 +145,9 @@ def estimate(steps: list, assume: dict[str, float] | None = None) -> tuple[list[
         lines.append(Line("generate", f"teacher {cfg.model}", tokens, hours, basis))
     if "sft" in by_stage:
         lines.append(_sft_line(by_stage, a, samples, prompts, mean_completion))
+    if "distill" in by_stage:
+        text = "not estimated: its cost is set by trl.max_steps x batch x max_completion_length, plus teacher passes"
+        lines.append(Line("distill", "on-policy distillation", None, None, text))
     if "rl" in by_stage:
         lines.append(Line("rl", "GRPO", None, None, "not estimated: its cost is set by trl.max_steps x generations"))
     if "evaluate" in by_stage:

@@ -78,14 +78,6 @@ class QuantizeConfig:
 Config = QuantizeConfig
 
 
-def upstream(recipe: Any) -> str | None:
-    """The student: rl's output when the recipe has rl, else sft's; None when `quantize.model` names the model."""
-    section = recipe.data.get("quantize") or {}
-    if isinstance(section, dict) and section.get("model"):
-        return None
-    return "rl" if "rl" in recipe.data else "sft"
-
-
 def validate(cfg: QuantizeConfig) -> None:
     """Checks without a model or data (`r1distill run --dry-run`)."""
     if cfg.recipe is None and cfg.scheme.upper() not in SCHEMES:
@@ -196,10 +188,14 @@ def _compress(job: dict[str, Any], staging: Path) -> None:
 
 
 class QuantizeStage(Stage):
-    name, Config, upstream, needs_input, input_key = "quantize", QuantizeConfig, "sft", False, "model"
-
-    def input_stage(self, recipe: Any) -> str | None:
-        return upstream(recipe)
+    name, Config, upstream, needs_input, input_key, reads_model = (
+        "quantize",
+        QuantizeConfig,
+        "sft",
+        False,
+        "model",
+        True,
+    )
 
     def validate(self, cfg: QuantizeConfig) -> None:
         validate(cfg)

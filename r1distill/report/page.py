@@ -201,8 +201,10 @@ def _section_lengths(run_dir: Path, m, out: Path) -> str:
 
 def _section_training(run_dir: Path, m, out: Path) -> str:
     html = []
-    for stage, keys in (("sft", ("loss", "eval_loss")), ("rl", ("reward", "loss"))):
+    for stage, keys in (("sft", ("loss", "eval_loss")), ("distill", ("loss", "entropy")), ("rl", ("reward", "loss"))):
         man = m.get(stage)
+        if not man and stage == "distill":  # an optional stage: most runs go from sft straight to rl or evaluate
+            continue
         if not man:
             html.append(f"<h3>{stage}</h3>" + _not_run(stage))
             continue
@@ -218,7 +220,8 @@ def _section_training(run_dir: Path, m, out: Path) -> str:
             html.append(f'<img src="{stage}_curve.png" alt="{stage} training curve">')
         else:
             html.append("<p>No logged steps in trainer_state.json.</p>")
-        shown = ("base_model", "dataset", "train_rows", "steps", "first_loss", "train_loss", "train_tokens",
+        shown = ("base_model", "teacher", "dataset", "train_rows", "steps", "first_loss", "train_loss", "loss_first",
+                 "loss_last", "train_tokens",
                  "wall_s", "train_tokens_per_s", "world_size", "resumed_from")  # fmt: skip
         rows = [[escape(k), escape(_num(man[k]))] for k in shown if k in man]
         html.append(_table(["field", "value"], rows) + "</div>")

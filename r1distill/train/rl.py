@@ -5,7 +5,8 @@
     r1distill submit rl -c RECIPE --nodes 2 --gpus-per-node 8             a Slurm job, one accelerate per node
     r1distill rl -c RECIPE --select-only                                  only the pass-rate selection
 
-The policy starts from the sft output (RUN_DIR/sft) unless `rl.model` names another model. Prompts with references
+The policy starts from the sft output (RUN_DIR/sft; RUN_DIR/distill when the recipe has distill) unless `rl.model`
+names another model. Prompts with references
 come from `rl.sources` (generate's source spec), rendered with the student's chat template plus the `<think>`
 prefill, exactly as generate renders them. Rewards (`rl.rewards`, see `r1distill.train.rewards`) are the grader verify
 uses, the think-format check, DAPO's soft overlong penalty and a repetition penalty, weighted. `rl.selection`
@@ -73,6 +74,11 @@ class RLStageConfig:
 Config = RLStageConfig
 
 
+def upstream(recipe: Any) -> str:
+    """The run-dir folder rl starts from: distill's output when the recipe has a distill stage, else sft's."""
+    return "distill" if "distill" in recipe.data else "sft"
+
+
 def policy_model(cfg: RLStageConfig, input_dir: Path | None) -> str:
     """The model GRPO starts from: `rl.model`, or the finished sft folder."""
     if cfg.model:
@@ -112,6 +118,7 @@ def validate(cfg: RLStageConfig) -> None:
 class RLStage(Stage):
     name, Config, upstream, needs_input, distributed = "rl", RLStageConfig, "sft", False, True
     input_key = "model"
+    reads_model = True  # after on-policy distillation when the recipe has it
 
     def validate(self, cfg: RLStageConfig) -> None:
         validate(cfg)
