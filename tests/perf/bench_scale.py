@@ -132,7 +132,7 @@ def main() -> None:
             result = generate_child(args.child, args.n, work, args.engine == "vllm", args.max_tokens)
         else:
             result = stage_child(args.stage, args.child, work)
-        print(json.dumps(result))
+        print("RESULT " + json.dumps(result))  # vLLM logs to stdout too: the parent looks for this line
         return
     stages = ["generate", *(st for st in ("verify", "filter", "build") if st in args.stages.split(","))]
     print(
@@ -147,7 +147,7 @@ def main() -> None:
                 proc = subprocess.run(cmd, capture_output=True, text=True)
                 if proc.returncode:
                     sys.exit(f"{stage} at {size} failed:\n{proc.stderr[-3000:]}")
-                r = json.loads(proc.stdout.strip().splitlines()[-1])
+                r = json.loads(next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))[7:])
                 if stage == "generate":
                     line += f"  {r['warm']:>12}"
                 line += f"  {r['rss']:>16}  {r['per_s']:>11}"
