@@ -46,6 +46,10 @@ def model_card(
     if scheme == "recipe":
         body = recipe if isinstance(recipe, str) else json.dumps(recipe, indent=2)
         lines += ["## llmcompressor recipe", "", "```yaml", body.rstrip(), "```", ""]
+    # The config as given, minus the paths of this machine: the data by the name above, a recipe file by its name.
     cfg = {k: v for k, v in config.items() if k != "model"}
+    cfg["calibration"] = {**cfg["calibration"], "dataset": data}
+    if isinstance(cfg.get("recipe"), str):
+        cfg["recipe"] = cfg["recipe"].replace("\\", "/").rsplit("/", 1)[-1]
     lines += ["## r1distill quantize config", "", "```json", json.dumps(cfg, indent=2, sort_keys=True), "```", ""]
     return "\n".join(lines)

