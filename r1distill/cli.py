@@ -13,7 +13,8 @@ TOOLS = {
     "submit": "r1distill.cluster.submit",
     "report": "r1distill.report.page",
 }
-COMMANDS = {
+# One line of help per command; the order shown is the pipeline's (the registry's), then the tools.
+HELP = {
     "generate": "teacher writes <think> answers to prompts (vLLM)",
     "verify": "grade each answer against its reference; rejection sampling",
     "filter": "R1 rules, dedup and decontamination; every drop explained",
@@ -27,6 +28,9 @@ COMMANDS = {
     "submit": "render and submit a stage as a Slurm job",
     "report": "one HTML page per run: funnel, lengths, training curves, eval vs published",
 }
+
+
+COMMANDS = {name: HELP.get(name, "") for name in [*STAGES, *TOOLS]}
 
 
 def usage() -> str:

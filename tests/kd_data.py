@@ -98,7 +98,8 @@ def tiny_student(teacher_dir: Path, out_dir: Path, seed: int = 0) -> Path:
     """A random-init Qwen2-style student with the teacher's tokenizer and a `{% generation %}` ChatML template."""
     from transformers import AutoTokenizer
 
-    from r1distill.core.models import CHATML_THINK_TEMPLATE, build_tiny_model
+    from r1distill.core.models import CHATML_THINK_TEMPLATE
+    from r1distill.testing.models import build_tiny_model
 
     path = build_tiny_model(out_dir, arch="qwen2", tokenizer_dir=teacher_dir, seed=seed)
     tok = AutoTokenizer.from_pretrained(path)

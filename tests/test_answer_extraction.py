@@ -5,12 +5,15 @@ from __future__ import annotations
 import pytest
 
 from r1distill.grading.answer import (
+    MAX_DEPTH,
+    boxes,
     extract_answer,
     extract_choice,
     extract_code,
     final_answer_text,
     last_boxed,
     reference_answer,
+    screen,
 )
 
 
@@ -92,3 +95,35 @@ def test_extract_code_takes_last_python_block():
 )
 def test_reference_answer(reference, gold):
     assert reference_answer(reference) == gold
+
+
+def test_boxes_in_one_pass():
+    text = r"a \boxed{1} b \boxed{\frac{1}{2}} \boxed{ } \boxed 5 \boxed{x \boxed{y}}"
+    assert boxes(text) == ["1", r"\frac{1}{2}", "5", r"x \boxed{y}"]
+    assert boxes(r"\boxed{ open \boxed{5}") == ["5"]  # a complete box inside an unclosed one
+    assert boxes("\\boxed{" * 200_000) == []  # 1.4 MB of unclosed boxes: no quadratic rescans
+
+
+def test_no_number_inside_words():
+    assert extract_answer("The code is AZYUK2A") is None
+    assert extract_answer("so x2 and 7.").value == "7"
+
+
+@pytest.mark.parametrize(
+    ("reference", "gold"),
+    [
+        (r"The roots are \(\boxed{1}\) and \(\boxed{-2}\).", "1, -2"),
+        (r"$\boxed{1}\boxed{2}$", "1, 2"),
+        (r"\boxed{1} no no no no no \boxed{2}", "2"),  # Math-Verify's own case: not one answer
+        (r"\boxed{1} and and and or thus but \boxed{2} and \boxed{3}", "2, 3"),  # lighteval's
+    ],
+)
+def test_reference_with_several_boxes(reference, gold):
+    assert reference_answer(reference) == gold
+
+
+def test_screen_cuts_long_text_and_refuses_deep_nesting():
+    text, why = screen("word " * 10_000 + r"\boxed{7}")
+    assert why is None and text.endswith(r"\boxed{7}") and len(text) < 50_000
+    assert screen("{" * (MAX_DEPTH + 1))[1] is not None
+    assert screen(r"\boxed{\frac{1}{1+\frac{1}{2}}}")[1] is None

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from r1distill.build import stage as build
-from r1distill.build.stage import BuildConfig, MixSource, assistant_content, mix_counts, prompt_key
+from r1distill.build.sources import mix_counts, problem_hash
+from r1distill.build.stage import BuildConfig, MixSource, assistant_content
 from r1distill.core.records import Sample
 from r1distill.core.store import ShardWriter, StageError, read_manifest, write_manifest
 
@@ -61,7 +62,7 @@ def make_kept(folder: Path, samples: list[Sample], manifest: dict | None = None)
 
 @pytest.fixture(scope="module")
 def tiny_student(tmp_path_factory) -> Path:
-    from r1distill.core.models import build_tiny_model
+    from r1distill.testing.models import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("student") / "qwen2", "qwen2")
 
@@ -181,8 +182,8 @@ def test_split_has_no_prompt_on_both_sides(tmp_path, tiny_student):
     cfg = BuildConfig(tokenizer=str(tiny_student), validation_fraction=0.25, seed=3)
     m1 = build.run(cfg, src, tmp_path / "a")
     ds = load(tmp_path / "a", tmp_path)
-    train = {prompt_key(p) for p in ds["train"]["problem"]}
-    val = {prompt_key(p) for p in ds["validation"]["problem"]}
+    train = {problem_hash(p) for p in ds["train"]["problem"]}
+    val = {problem_hash(p) for p in ds["validation"]["problem"]}
     assert train and val and not train & val
     assert len(val) == round(0.25 * 40)
     assert len(ds["train"]) + len(ds["validation"]) == len(samples)
@@ -245,7 +246,7 @@ def test_rerun_is_skipped_then_rebuilt_on_change(tmp_path, tiny_student, monkeyp
 
     def cli(*overrides: str) -> int:
         argv = ["-c", str(recipe), *overrides]
-        monkeypatch.setattr(sys, "argv", [str(REPO / "r1distill" / "build.py"), *argv])
+        monkeypatch.setattr(sys, "argv", [str(REPO / "r1distill" / "build" / "__main__.py"), *argv])
         return build.main(argv)
 
     caplog.set_level(logging.INFO, logger="r1distill")
@@ -263,7 +264,10 @@ def test_rerun_is_skipped_then_rebuilt_on_change(tmp_path, tiny_student, monkeyp
     assert not killed.exists()
     assert len(list((out / "data").glob("*.parquet"))) == 2  # stale shards of the first build are gone
     assert read_manifest(out)["counts"] == {"train": 6, "validation": 6}
-    assert f"python -m r1distill.build -c {recipe} build.validation_fraction=0.5" in (out / "README.md").read_text()
+    # The card names the recipe relative to the working directory, or by name: never a path of this machine.
+    card = (out / "README.md").read_text()
+    assert "python -m r1distill.build -c recipe.yaml build.validation_fraction=0.5" in card
+    assert str(tmp_path) not in card
 
 
 @pytest.mark.parametrize("case", ["empty", "missing_column", "no_tokenizer", "unfinished_filter", "bad_fraction"])
@@ -279,6 +283,7 @@ def test_cli_bad_input_exits_2_with_a_clear_message(tmp_path, case):
         record = json.loads(path.read_text())
         del record["completion"]
         path.write_text(json.dumps(record) + "\n")
+        write_manifest(kept, read_manifest(kept))  # the shard as its manifest records it: only the field is wrong
         expect = [f"{path}:1", "no field 'completion'", "run `r1distill filter`"]
     elif case == "no_tokenizer":
         make_kept(kept, [make_sample(1)])

@@ -14,8 +14,9 @@ from huggingface_hub import DatasetCard, DatasetCardData
 from test_build import make_kept, make_sample
 
 from r1distill.build import stage as build
-from r1distill.build.card import SIZE_CATEGORIES, length_stats, size_category, table
+from r1distill.build.card import SIZE_CATEGORIES, command_line, length_stats, public_ref, size_category, table
 from r1distill.build.stage import BuildConfig
+from r1distill.core import models
 from r1distill.core.store import ShardWriter, read_manifest, write_manifest
 
 # The Hub's accepted values for the fields the card sets (huggingface.co/docs/hub/datasets-cards).
@@ -138,3 +139,34 @@ def test_length_stats_and_tables():
     assert length_stats([]) == {"n": 0}
     assert table([{"a": 1}, {"b": "x|y"}]) == ["| a | b |", "|---|---|", "| 1 |  |", "|  | x\\|y |"]
     assert table({"k": 2}) == ["| key | value |", "|---|---|", "| k | 2 |"]
+
+
+def test_card_names_models_by_reference_never_by_machine_path(tmp_path):
+    """A card pushed to the Hub names the teacher `bundled:smollm2` (not r1distill's cache folder on the machine that
+    built it), engines' models and the tokenizer by reference, and the run's folders relative to it."""
+    run = tmp_path / "run"
+    cached = str(models.home() / "models" / "SmolLM2-135M-Instruct")  # what generate loaded: a path of this machine
+    (run / "generate").mkdir(parents=True)
+    (run / "generate" / "manifest.json").write_text(
+        json.dumps(
+            {"stage": "generate", "teacher": cached, "teacher_ref": "bundled:smollm2", "sampling": {"temperature": 0.6}}
+        )  # fmt: skip
+    )
+    samples = [make_sample(i) for i in range(6)]
+    for s in samples:
+        s.meta["teacher"] = {"engine": "vllm", "model": cached, "vllm_version": "0.x"}
+    make_kept(run / "filter", samples, {"stage": "filter", "counts": {"in": 6, "kept": 6}, "funnel": []})
+    build.run(BuildConfig(tokenizer="bundled:smollm2", validation_fraction=0.2), run / "filter", run / "build")
+    text = (run / "build" / "README.md").read_text()
+    assert "Teacher (generate/manifest.json): `bundled:smollm2`" in text
+    for machine_path in (cached, str(models.home()), str(tmp_path), "/.cache/"):
+        assert machine_path not in text, machine_path
+    # Each kind of reference, and commands recorded with absolute paths.
+    assert public_ref(cached) == public_ref("bundled") == "bundled:smollm2"
+    assert public_ref("deepseek-ai/DeepSeek-R1") == "deepseek-ai/DeepSeek-R1"
+    snapshot = "/root/.cache/huggingface/hub/models--Qwen--Qwen2.5-0.5B-Instruct/snapshots/0123abc"
+    assert public_ref(snapshot) == "Qwen/Qwen2.5-0.5B-Instruct"
+    assert public_ref(str(tmp_path / "students" / "tiny")) == "local:tiny"
+    assert public_ref({"engine": "vllm", "model": cached}) == {"engine": "vllm", "model": "bundled:smollm2"}
+    cmd = command_line(f"/opt/venv/bin/r1distill build -c {tmp_path}/recipes/q.yaml -o {run}/build")
+    assert cmd == "r1distill build -c q.yaml -o build" and str(tmp_path) not in cmd

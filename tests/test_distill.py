@@ -15,8 +15,8 @@ import yaml
 from conftest import REPO
 
 from r1distill.core.config import ConfigError, from_dict
-from r1distill.core.models import build_tiny_model
 from r1distill.core.store import StageError, read_manifest
+from r1distill.testing.models import build_tiny_model
 from r1distill.train import distill
 
 

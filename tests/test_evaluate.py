@@ -68,7 +68,8 @@ def test_end_to_end_report(evaluated):
 def test_rerun_regenerates_nothing_and_reports_the_same(evaluated, shared_dir, vllm_engine):
     out, first = evaluated
     scored_before = (out / "gsm8k" / "scored.jsonl").read_text()
-    again = evaluate.run(_cfg(shared_dir), None, out, engine=vllm_engine)
+    assert evaluate.run(_cfg(shared_dir), None, out, engine=vllm_engine) == first  # finished: reused as it is
+    again = evaluate.run(_cfg(shared_dir), None, out, force=True, engine=vllm_engine)  # re-scored from disk
     for name, m in again["report"]["benchmarks"].items():
         assert m.pop("last_run_samples") == 0
         before = dict(first["report"]["benchmarks"][name])

@@ -91,15 +91,42 @@ def test_filter_end_to_end(tmp_path, cfg):
     )
     meta = rejected["language_mix"][0]["meta"]["filter"]
     assert meta["check"] == "language_mix" and meta["reason"] == "language_mix"
+    # Every drop carries its evidence: the offending text, where it is, and the threshold.
+    ev = meta["evidence"]
+    assert (
+        ev["excerpt"] == "我们需要重新计算这个和。"
+        and ev["part"] == "reasoning"
+        and ev["threshold"]["scripts"] == ["latin"]
+    )
+    assert rejected["language_mix"][0]["completion"].split("<think>\n")[1][ev["offset"] :].startswith(ev["excerpt"])
+    for reason, records in rejected.items():
+        ev = records[0]["meta"]["filter"]["evidence"]
+        assert ev["excerpt"] and "threshold" in ev and isinstance(ev["offset"], int), reason
+    assert rejected["contaminated"][0]["meta"]["filter"]["evidence"]["benchmark_excerpt"] == BENCH_PROBLEM
+    assert rejected["duplicate_completion"][0]["meta"]["filter"]["evidence"]["duplicate_of"] == "src/0/0"
+    assert [e["id"] for e in manifest["evidence"]["language_mix"]] == ["src/101/0"]
     assert rejected["duplicate_problem"][0]["meta"]["filter"]["details"]["duplicate_of"] == "src/1"
     assert manifest["examples"]["truncated"] == ["src/100/0"]
     assert manifest["domains"]["math"]["in"] == 18 and manifest["domains"]["math"]["kept"] == 12
     assert manifest["lengths"]["completion_chars"]["kept"]["n"] == 12
     report = (out / "report.md").read_text()
     assert "| duplicate_problem | dedup_problem | 1 | " in report and "| kept |  |  | 12 |" in report
-    assert (out / "funnel.svg").read_text().startswith("<svg") and (out / "lengths.svg").exists()
+    assert "### language_mix (1 of 1)" in report and "<mark>我们需要重新计算这个和。</mark>" in report
+    assert (out / "funnel.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (out / "lengths.png").exists()
     assert read_manifest(out / "rejected" / "truncated")["rows"] == 1
     assert not (out / ".staging").exists()
+
+
+def test_run_report_page_shows_the_evidence(tmp_path, cfg):
+    """The run's HTML page (filter section): the first drops per reason with the excerpt in <mark>."""
+    from r1distill.report.page import render
+
+    build_input(tmp_path / "verify")
+    filter_stage.run(cfg, tmp_path / "verify", tmp_path / "run" / "filter")  # a run folder holding only the filter
+    (tmp_path / "html").mkdir()
+    html = render(tmp_path / "run", tmp_path / "html").read_text(encoding="utf-8")
+    assert "<mark>我们需要重新计算这个和。</mark>" in html and "<code>src/101/0</code>" in html
+    assert html.count("<mark>") == 6  # one example for each of the six reasons
 
 
 def test_two_workers_give_the_same_output(tmp_path, cfg):
@@ -163,7 +190,9 @@ def test_student_tokenizer_reaches_the_length_check(tmp_path):
     with ShardWriter(inp) as w:  # 400 one-letter words: 400 tokens for this tokenizer, ~200 by chars/4
         w.write(sample("a " * 400, "b", meta={"verify": {"correct": True}}).to_json())
     write_manifest(inp, {"stage": "verify"})
-    cfg = filter_stage.Config(overrides={"length": {"max_tokens": 300}}, tokenizer=str(tmp_path / "tok"))
+    # "a a a ..." is also a loop: the repetition check is off here so the length check is what decides.
+    overrides = {"length": {"max_tokens": 300}, "repetition": False}
+    cfg = filter_stage.Config(overrides=overrides, tokenizer=str(tmp_path / "tok"))
     manifest = filter_stage.run(cfg, inp, out)
     assert manifest["reasons"] == {"too_long": 1}
     details = next(iter_records(out / "rejected" / "too_long"))["meta"]["filter"]["details"]
@@ -198,3 +227,53 @@ def test_near_duplicates_in_the_stage(tmp_path):
     assert details["duplicate_of"] == "s/1/0" and details["jaccard"] >= 0.8
     exact_only = filter_stage.Config(dedup=filter_stage.DedupConfig(near=False))
     assert filter_stage.run(exact_only, inp, tmp_path / "exact")["counts"]["kept"] == 4
+
+
+def test_explain_prints_every_check(tmp_path, cfg, capsys):
+    """`filter --explain ID`: the verdict of every check (not only the first drop) with the evidence, and the
+    verdict the run recorded; an unknown id is one line and exit 2."""
+    inp, out = tmp_path / "verify", tmp_path / "filter"
+    build_input(inp)
+    filter_stage.run(cfg, inp, out)
+    recipe = tmp_path / "r.yaml"
+    bench = cfg.decontam.benchmarks[0].path
+    recipe.write_text(f"run_dir: {tmp_path}\nfilter:\n  decontam:\n    benchmarks: [{{path: {bench}}}]\n")
+    assert filter_stage.main(["--explain", "src/101/0", "-c", str(recipe), "-i", str(inp), "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "recorded by the last run: language_mix -> language_mix" in text
+    assert "language_mix     DROP language_mix" in text and ">>>我们需要重新计算这个和。<<<" in text
+    assert "repetition       keep" in text and "correct          keep" in text and "decontam         keep" in text
+    args = ["--explain", "src/103/0", "-c", str(recipe), "-i", str(inp), "-o", str(out), "--json"]
+    assert filter_stage.main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["decontam"]["reason"] == "contaminated" and result["recorded"]["reason"] == "contaminated"
+    assert [c["check"] for c in result["checks"]][:3] == ["truncated", "think_format", "correct"]
+    assert filter_stage.main(["--explain", "nope/1/0", "-c", str(recipe), "-i", str(inp), "-o", str(out)]) == 2
+    assert "sample 'nope/1/0' not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "bad, expected",
+    [
+        (b'{"id": "src/9/0", "domain": "math"', "malformed JSON record"),  # torn: the writer was cut off
+        (b"not json at all\n", "malformed JSON record"),
+        (b'{"id": "src/9/0", "domain": "math"}\n', "not a sample record"),  # fields missing
+        (b'{"id": "src/9/0", "problem": "caf\xe9"}\n', "not UTF-8"),
+    ],
+)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_bad_record_names_its_file_and_line(tmp_path, cfg, bad, expected, workers):
+    """A bad line in the input (with its manifest agreeing, so the upstream check lets it through) is one error
+    naming the shard and the line, never a traceback from a worker process; nothing finished is left behind."""
+    inp = tmp_path / "in"
+    with ShardWriter(inp) as w:
+        for i in range(3):
+            w.write(sample(reasoning(i), f"The answer is {i}.", problem=f"Problem {i}", id=f"src/{i}/0").to_json())
+    shard = inp / "part-00000.jsonl"
+    shard.write_bytes(shard.read_bytes() + bad)
+    write_manifest(inp, {"stage": "verify"})
+    cfg.workers = workers
+    with pytest.raises(filter_stage.StageError) as e:
+        filter_stage.run(cfg, inp, tmp_path / "out")
+    assert f"{shard}:4" in str(e.value) and expected in str(e.value), str(e.value)
+    assert read_manifest(tmp_path / "out") is None

@@ -93,13 +93,22 @@ def test_completions_stream_out_without_waiting_for_the_batch(vllm_engine):
     assert order[-1] == "long" and sorted(order[:-1]) == ["s0", "s1", "s2", "s3"]
 
 
-def test_prompt_too_long_is_a_failed_request_not_a_crash(tmp_path, vllm_engine):
+def test_prompt_too_long_is_refused_before_any_request(tmp_path, vllm_engine):
     prompts = tmp_path / "p.jsonl"
-    prompts.write_text(json.dumps({"problem": "word " * 3000, "answer": "1"}) + "\n")
+    prompts.write_text(json.dumps({"problem": "1+1?", "answer": "2"}) + "\n")
+    prompts.write_text(prompts.read_text() + json.dumps({"problem": "word " * 3000, "answer": "1"}) + "\n")
     cfg = GenerateConfig(sources=[SourceConfig(name="big", path=str(prompts))], n=1, sampling={"max_tokens": 8})
-    with pytest.raises(StageError, match="1 requests failed"):
+    with pytest.raises(StageError, match=r"p.jsonl:2: field 'problem' is 15,000 characters, .* tokens .*context of"):
         run(cfg, None, tmp_path / "out", engine=vllm_engine)
-    assert (tmp_path / "out" / "errors.jsonl").exists() and read_manifest(tmp_path / "out") is None
+    assert not list((tmp_path / "out").glob("part-*")) and read_manifest(tmp_path / "out") is None
+
+
+def test_what_the_engine_refuses_is_still_a_failed_request_not_a_crash(vllm_engine):
+    """Where no length check ran (an endpoint's own limits), the engine's refusal comes back as a failed request."""
+    from r1distill.generate.engines import Request
+
+    (done,) = vllm_engine.generate([Request("big", [{"role": "user", "content": "word " * 3000}], {"max_tokens": 8})])
+    assert done.error and not done.text
 
 
 def test_three_shards_merged_equal_one_unsharded_run(tmp_path, vllm_engine):

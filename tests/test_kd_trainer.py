@@ -14,8 +14,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import SFTConfig, SFTTrainer
 
 from r1distill.core.config import ConfigError
-from r1distill.core.models import build_tiny_model
 from r1distill.generate import logprobs
+from r1distill.testing.models import build_tiny_model
 from r1distill.train import kd
 from r1distill.train.kd import align
 from r1distill.train.kd.loss import full_kl, topk_kl

@@ -1,5 +1,7 @@
 """language_mix: English, Chinese, zh/en mixed at sentence and paragraph level, LaTeX, code, same-script languages."""
 
+from pathlib import Path
+
 from r1distill.filter.checks import build_check
 from r1distill.testing.samples import sample
 
@@ -124,7 +126,19 @@ def test_japanese_with_kanji_only_sentence():
     assert verdict(sample(reasoning, "確率は 3/28 です。", problem=prompt)).reason == "ok"
 
 
-def test_deterministic():
-    s = sample(EN_REASONING + "\n\nEntonces necesitamos contar los casos posibles con cuidado y paciencia ahora.",
-               EN_ANSWER, problem=EN_PROMPT)  # fmt: skip
-    assert len({str(verdict(s)) for _ in range(5)}) == 1
+def test_deterministic_across_processes():
+    """The detector's seed must be set by the check itself: each verdict comes from a fresh interpreter, so no
+    state cached by an earlier call in the same process can make the verdicts agree."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.path.insert(0, 'tests'); import test_language as t; "
+        "s = t.sample(t.EN_REASONING + '\\n\\nEntonces necesitamos contar los casos posibles con cuidado y paciencia "
+        "ahora. Luego sumamos todo.', t.EN_ANSWER, problem=t.EN_PROMPT); print(t.verdict(s))"
+    )
+    root = Path(__file__).resolve().parents[1]
+    runs = {
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root).stdout for _ in range(3)
+    }
+    assert len(runs) == 1 and next(iter(runs)).strip(), runs

@@ -195,3 +195,47 @@ def test_lenient_think_grades_a_stopped_unclosed_think_block():
         assert [g.reason for g in grader.grade([sample("stop"), sample("length")])] == ["correct", "truncated"]
     with Grader() as grader:
         assert grader.grade([sample("stop")])[0].reason == "no_answer"  # R1 practice: no </think>, no answer
+
+
+NEW_USER = [  # issue 19: what went wrong when tried as a new user would (completion's final answer, gold, correct?)
+    ("The roots are $\\boxed{1}$ and $\\boxed{-2}$.", "1,-2", True),
+    ("The roots are $\\boxed{1}$ and $\\boxed{-2}$.", "-2", False),
+    ("Final Answer: The final answer is 34.", "34", True),
+    ("The angle is $\\boxed{90°}$.", "90^\\circ", True),
+    ("So $\\boxed{x > 2}$.", "(2,\\infty)", True),
+    ("So $\\boxed{(2,\\infty)}$.", "x > 2", True),
+    ("So $\\boxed{x > 3}$.", "(2,\\infty)", False),
+    ("$\\boxed{4.666667}$", "\\frac{14}{3}", True),
+    ("$\\boxed{4.67}$", "\\frac{14}{3}", False),
+    ("$\\boxed{-50\\%}$", "-0.5", True),
+    ("$\\boxed{1.25\\%}$", "0.0125", True),
+    ("$\\boxed{-50\\%}$", "-50", True),
+    ("$\\boxed{x = 58,500}$", "58500", True),
+    ("The code is AZYUK2A", "2", False),
+    ("$\\boxed{1,22}$", "1.22", True),
+    ("$\\boxed{1,22}$", "\\{1, 22\\}", True),
+    ("We get \\boxed{3}, then check: the final answer is $\\boxed{5}$.", "5", True),
+    ("We get \\boxed{3}, then check: the final answer is $\\boxed{5}$.", "3", False),
+]
+
+
+def test_new_user_cases_through_the_grader():
+    samples = [
+        Sample(f"t/{i}/0", "t", str(i), 0, "math", "q", [], gold, f"<think>\nx\n</think>\n\n{text}", {})
+        for i, (text, gold, _) in enumerate(NEW_USER)
+    ]
+    with Grader(math_timeout_s=10, workers=2) as grader:
+        got = [g.correct for g in grader.grade(samples)]
+    assert [(t, g) for (t, g, want), ok in zip(NEW_USER, got, strict=True) if ok != want] == []
+
+
+def test_fast_paths_keep_math_verify_verdicts(shared_dir):
+    """Shortcuts, the numeric reject, per-worker caches, chunks and deduplication change speed, not verdicts: the
+    same pairs (repeated, as n samples of a problem are) get the verdicts math-verify alone gives them."""
+    answers = [r["answer"] for r in _rows(shared_dir, "math500.jsonl")]
+    pairs = [(answers[i - 7], answers[i]) for i in range(0, 500, 6)] + EQUIVALENT[:12] + NOT_EQUIVALENT
+    with MathPool(workers=2, timeout_s=20) as fast, MathPool(workers=2, timeout_s=20, shortcuts=False) as slow:
+        quick = fast.grade(pairs + pairs[::-1])
+        plain = slow.grade(pairs)
+    assert quick[: len(pairs)] == quick[len(pairs) :][::-1]
+    assert [r for r, _ in quick[: len(pairs)]] == [r for r, _ in plain]

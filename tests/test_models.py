@@ -7,7 +7,7 @@ import pytest
 
 @pytest.fixture(scope="module")
 def tiny_qwen(tmp_path_factory):
-    from r1distill.core.models import build_tiny_model
+    from r1distill.testing.models import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "qwen2", arch="qwen2")
 
@@ -47,7 +47,7 @@ def test_tiny_model_trains_a_step(tmp_path, arch):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from r1distill.core.models import build_tiny_model
+    from r1distill.testing.models import build_tiny_model
 
     path = build_tiny_model(tmp_path / arch, arch=arch)
     tok = AutoTokenizer.from_pretrained(path)

@@ -55,7 +55,7 @@ LLAMA3_SPECIALS = ["<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
-    from r1distill.core.models import build_tiny_model
+    from r1distill.testing.models import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("preflight") / "qwen2", arch="qwen2")
 
@@ -201,7 +201,7 @@ def test_preflight_mask_is_the_mask_trl_trains(tmp_path, tiny_dir, teacher_dir):
     from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
 
-    from r1distill.core.models import build_tiny_model
+    from r1distill.testing.models import build_tiny_model
 
     args = SFTConfig(output_dir=str(tmp_path), use_cpu=True, report_to=[], assistant_only_loss=True, max_steps=0)
     for path in (tiny_dir, build_tiny_model(tmp_path / "smol", tokenizer_dir=teacher_dir)):

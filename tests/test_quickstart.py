@@ -2,6 +2,7 @@
 then the built dataset read back with `datasets.load_dataset` holds exactly the samples the filter kept."""
 
 import json
+from collections import defaultdict
 
 import pytest
 from conftest import run_quickstart
@@ -34,8 +35,18 @@ def test_quickstart_runs_every_stage_and_round_trips(quickstart_run, tmp_path):
     assert manifests["rl"]["steps"] == 2
     report = json.loads((run_dir / "evaluate" / "report.json").read_text())
     assert report["label"] == "student" and "teacher" in report["baselines"]  # the student beside its teacher
-    for bench in (report["benchmarks"]["arith"], report["baselines"]["teacher"]["benchmarks"]["arith"]):
-        assert 0.0 <= bench["pass@1"] <= 1.0
+    # pass@1 is the mean over problems of each problem's share of correct samples, as graded on disk
+    evaluated = run_dir / "evaluate"
+    for folder, bench in (
+        (evaluated / "arith", report["benchmarks"]["arith"]),
+        (evaluated / "baselines" / "teacher" / "arith", report["baselines"]["teacher"]["benchmarks"]["arith"]),
+    ):
+        by_row = defaultdict(list)
+        for line in (folder / "scored.jsonl").read_text().splitlines():
+            rec = json.loads(line)
+            by_row[rec["row"]].append(bool(rec["grade"]["correct"]))
+        assert bench["problems"] == len(by_row) and bench["samples"] == sum(map(len, by_row.values()))
+        assert bench["pass@1"] == pytest.approx(sum(sum(v) / len(v) for v in by_row.values()) / len(by_row))
     assert (run_dir / "evaluate" / "report.md").exists()
 
     again = run_quickstart(run_dir)  # idempotent: every stage is recognised as done, nothing is rewritten

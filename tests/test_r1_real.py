@@ -125,14 +125,15 @@ def test_planted_defects_are_caught(samples):
     assert reasons(zh) == ["language_mix"] * len(en)
     zh_inline = [plant(s, s.reasoning.replace(". ", "，所以 ", 1)) for s in en]
     assert reasons(zh_inline) == ["language_mix"] * len(en)  # two Han characters are enough
-    # An English sentence injected into Chinese, Japanese and Russian traces (045a is left out: its prompt is C code
-    # with Chinese comments, so both scripts are the prompt's own and English there is not foreign).
+    # An English sentence injected into Chinese, Japanese and Russian traces. 045a's prompt is C code (keywords,
+    # mojibake comments) with one Chinese request: its code does not license English prose in the reasoning.
     non_en = [s for s in samples if re.search(r"[\u0400-\u04ff\u3040-\u9fff]", s.problem)]
-    non_en = [s for s in non_en if s.row[:4] not in ("045a", "9b3f")]
-    assert len(non_en) == 9 and reasons(non_en) == ["ok"] * 9
+    non_en = [s for s in non_en if s.row[:4] != "9b3f"]
+    assert len(non_en) == 10 and reasons(non_en) == ["ok"] * 10
     slip = "Wait, let me double check this calculation again before answering."
     en_in = [plant(s, "\n\n".join(p[:2] + [slip] + p[2:])) for s in non_en for p in [paragraphs(s)]]
-    assert reasons(en_in) == ["language_mix"] * 9
+    assert reasons(en_in) == ["language_mix"] * 10
+    assert all(slip in policy(s)[1].evidence["excerpt"] for s in en_in)
     # A code block pasted into a math trace.
     code = (
         "```python\nfrom itertools import product\ncount = 0\n"
@@ -152,7 +153,7 @@ def test_planted_defects_are_caught(samples):
         return s.reasoning + ("\n\n" + para) * times
 
     looped = [plant(s, loop(s)) for s in en]
-    assert set(reasons(looped)) <= {"compression_ratio", "dup_para_frac"}, reasons(looped)
+    assert reasons(looped) == ["loop_run"] * len(en)
     # Truncation: cut mid-reasoning, with and without the engine's finish reason.
     cut = [Sample(**{**s.__dict__, "completion": s.completion[: len(s.completion) // 3]}) for s in en]
     assert reasons(cut) == ["truncated"] * len(en)
@@ -178,3 +179,92 @@ def test_filter_stage_report_on_real_outputs(tmp_path, samples):
     assert manifest["reasons"] == {"language_mix": 1, "duplicate_completion": 1}
     assert len(list(iter_records(out))) == 50
     assert "| language_mix | language_mix | 1 |" in (out / "report.md").read_text()
+
+
+SHORT = {"en": "Therefore, the correct answer should be C.", "zh": "因此，正确答案应该是C。",
+         "ja": "したがって、正しい答えはCです。", "ru": "Следовательно, правильный ответ C."}  # fmt: skip
+FINAL = {"en": "**Final Answer**", "zh": "**最终答案**", "ja": "**最終回答**", "ru": "**Окончательный ответ**"}
+
+
+def lang_of(s: Sample) -> str:
+    text = s.reasoning
+    lang = ("ja" if re.search(r"[\u3040-\u30ff]", text) else "zh" if re.search(r"[\u4e00-\u9fff]", text)
+            else "ru" if re.search(r"[\u0400-\u04ff]", text) else "en")  # fmt: skip
+    return lang
+
+
+def short_sentence(s: Sample) -> str:
+    """The loop's sentence in the trace's own language (an English one in a Chinese trace is language_mix)."""
+    return SHORT[lang_of(s)]
+
+
+def loops(s: Sample) -> dict[str, str]:
+    """The loops long-reasoning models fall into, planted in a real trace: a short sentence, a paragraph and a
+    two-paragraph block, repeated back to back at the end (until the token limit) or in the middle (it recovered)."""
+    p, short = paragraphs(s), short_sentence(s)
+    para = max(p[1:-1] or p, key=len)[:600]
+    pair = "\n\n".join(p[-3:-1]) if len(p) > 3 else para + "\n\nWait, let me check that again."
+    mid = len(p) // 2
+    return {
+        "short_end": s.reasoning + "\n\n" + " ".join([short] * 25),
+        "short_lines_end": s.reasoning + "\n\n" + "\n".join([short] * 12),
+        "final_answer_end": s.reasoning + "\n\n" + "\n\n".join([FINAL[lang_of(s)] + "\n\\boxed{819}"] * 10),
+        "paragraph_end": s.reasoning + ("\n\n" + para) * 6,
+        "block_end": s.reasoning + ("\n\n" + pair) * 5,
+        "short_mid": "\n\n".join(p[:mid] + [" ".join([short] * 8)] + p[mid:]),
+        "paragraph_mid": "\n\n".join(p[:mid] + [para] * 5 + p[mid:]),
+        "block_mid": "\n\n".join(p[:mid] + [pair] * 4 + p[mid:]),
+    }
+
+
+def test_planted_loops_are_caught_with_their_evidence(samples):
+    """Every real trace, each loop kind: dropped as `loop_run`, the evidence holding the planted unit. (On main,
+    about one in five of these was kept: the repeated unit is a small share of a long trace.)"""
+    policy = load_policy("filters/r1.yaml", NO_VERIFY)
+    missed = []
+    for s in samples:
+        base_check, base = policy(s)
+        for kind, reasoning in loops(s).items():
+            check, verdict = policy(plant(s, reasoning))
+            if base_check is not None and check == base_check and verdict.reason == base.reason:
+                continue  # already dropped before the loop check runs (9b3f: language_mix)
+            planted = reasoning[len(s.reasoning) :] if kind.endswith("_end") else None
+            ev = verdict.evidence or {}
+            ok = (
+                verdict.reason == "loop_run"
+                and ev.get("part") == "reasoning"
+                and ev["count"] >= 4
+                and reasoning[ev["offset"] :].startswith(ev["excerpt"])
+                and (planted is None or ev["unit"].removesuffix("...") in planted)
+                and (short_sentence(s) in ev["excerpt"] if kind.startswith("short") else True)
+            )
+            if not ok:
+                missed.append((s.row[:4], kind, verdict.reason, ev.get("unit", "")[:40]))
+    assert not missed, missed
+
+
+def test_chinese_inside_japanese_is_caught(samples):
+    """A Han-only sentence that reads as Chinese (我们, 这个, 是) inside the real Japanese traces; the traces' own
+    kanji-only sentences stay Japanese."""
+    policy = load_policy("filters/r1.yaml", NO_VERIFY)
+    ja = [s for s in samples if re.search(r"[\u3040-\u30ff]", s.problem)]
+    assert [s.row[:4] for s in ja] == ["317e", "9b3f"]
+    for zh in ("我们需要重新检查这个结果是否正确。", "所以这个概率是对的。"):
+        for s in ja:
+            p = paragraphs(s)
+            check, verdict = policy(plant(s, "\n\n".join(p[:2] + [zh] + p[2:])))
+            assert (check, verdict.reason) == ("language_mix", "language_mix"), (s.row, verdict)
+            assert verdict.evidence["part"] == "reasoning" and verdict.evidence["excerpt"].startswith(zh)
+    # Japanese written in kanji alone is not Chinese.
+    s = ja[0]
+    assert policy(plant(s, s.reasoning + "\n\n結論。確率計算完了。"))[1].reason == "ok"
+
+
+def test_real_drop_shows_its_evidence(samples):
+    """The one real drop (9b3f's Japanese answer opening with an English heading) names the heading."""
+    policy = load_policy("filters/r1.yaml", NO_VERIFY)
+    s = next(x for x in samples if x.row.startswith("9b3f"))
+    check, verdict = policy(s)
+    ev = verdict.evidence
+    assert ev["part"] == "answer" and "Step-by-Step Explanation" in ev["excerpt"]
+    assert s.answer[ev["offset"] :].startswith(ev["excerpt"]) and ev["threshold"]["max_foreign_segments"] == 0

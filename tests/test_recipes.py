@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 RECIPES = sorted((REPO / "pipelines").glob("*.yaml"))
 POLICIES = sorted((REPO / "filters").glob("*.yaml"))
 R1_RECIPES = [p for p in RECIPES if p.name.startswith("r1-distill-")]
-TEMPLATES = REPO / "r1distill" / "templates"
+TEMPLATES = REPO / "r1distill" / "train" / "templates"
 
 
 @pytest.fixture(autouse=True)

@@ -9,9 +9,10 @@ import pytest
 import yaml
 
 from r1distill.core.config import ConfigError, from_dict
-from r1distill.core.models import build_tiny_model
+from r1distill.core.records import prompt_key
 from r1distill.core.stage import is_done
 from r1distill.core.store import StageError, read_manifest
+from r1distill.testing.models import build_tiny_model
 from r1distill.train import rl, selection
 
 REAL_REWARDS = ("accuracy_reward", "format_reward", "length_reward", "repetition_reward")
@@ -126,7 +127,7 @@ def test_a_saved_selection_restricts_the_training_prompts(tmp_path, tiny):
         cfg.selection, rl.generate_config(cfg, model), model, {"lenient_think": False, "math_timeout_s": 5.0}
     )
     prompts = rl.load_prompts(cfg)
-    verdicts = [(selection.prompt_key(p.source, p.row), k < i % 5) for i, p in enumerate(prompts) for k in range(4)]
+    verdicts = [(prompt_key(p.source, p.row), k < i % 5) for i, p in enumerate(prompts) for k in range(4)]
     rows = selection.select(selection.pass_rates(verdicts), 0.2, 0.8)
     out = tmp_path / "rl"
     out.mkdir()
@@ -156,7 +157,7 @@ def test_lora_saves_the_merged_model_and_the_adapter(tmp_path, tiny):
 def test_user_errors_name_the_field(tmp_path, tiny):
     sft = tmp_path / "sft"
     sft.mkdir()
-    with pytest.raises(StageError, match=r"rl: .*sft holds no finished sft run \(no manifest.json\); run sft first"):
+    with pytest.raises(StageError, match=r"sft: no manifest.json; the sft stage did not finish there"):
         rl.run(from_dict(rl.Config, {**_section(tiny), "model": None}, "rl"), sft, tmp_path / "rl")
     with pytest.raises(ConfigError, match="rl.trl.reward_weights: give the weights in rl.rewards"):
         rl.run(_cfg(tiny, trl={"reward_weights": [1.0]}), None, tmp_path / "rl")

@@ -10,8 +10,8 @@ import sft_data
 import torch
 import yaml
 
-from r1distill.core.models import build_tiny_model
 from r1distill.core.store import StageError
+from r1distill.testing.models import build_tiny_model
 from r1distill.train import common as training
 from r1distill.train import sft
 
@@ -157,4 +157,4 @@ def test_missing_build_and_bad_settings_are_one_line_errors(student, tmp_path, c
     assert sft.main(["-c", str(recipe), "sft.trl={}", "sft.deepspeed=zero9"]) == 2
     assert "zero2, zero3, zero3_offload" in capsys.readouterr().err
     assert sft.main(["-c", str(recipe), "sft.trl={}"]) == 2
-    assert "holds no train-*.parquet" in capsys.readouterr().err
+    assert "build: no manifest.json; the build stage did not finish there" in capsys.readouterr().err

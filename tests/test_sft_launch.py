@@ -16,7 +16,7 @@ import sft_data
 import torch
 import yaml
 
-from r1distill.core.models import build_tiny_model
+from r1distill.testing.models import build_tiny_model
 from r1distill.train import common as training
 
 pytestmark = pytest.mark.slow

@@ -21,7 +21,7 @@ from test_sft_launch import free_port
 
 from r1distill.cluster.slurm import scancel
 from r1distill.cluster.submit import main as submit_main
-from r1distill.core.models import build_tiny_model
+from r1distill.testing.models import build_tiny_model
 from r1distill.train import common as training
 
 pytestmark = pytest.mark.slow

@@ -140,7 +140,7 @@ def test_user_errors_name_the_field_and_the_fix(tmp_path):
     with ShardWriter(bad) as w:
         w.write({"id": "x/0/0", "domain": "math"})
     write_manifest(bad, {"stage": "generate"})
-    with pytest.raises(StageError, match=r"bad/part-00000.jsonl:1: sample 'x/0/0' has no 'reference' field"):
+    with pytest.raises(StageError, match=r"bad/part-00000.jsonl:1: record 'x/0/0' has no 'reference' field"):
         run(_cfg(), bad, tmp_path / "verify2")
 
 

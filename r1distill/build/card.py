@@ -4,12 +4,16 @@ The card states the teacher and its sampling settings, every filter step with it
 benchmark, token-length statistics and histograms (as text bars: no plotting dependency, renders on the Hub), and
 the exact command and config hash that produced it. The `r1distill:` metadata block carries the content hash that
 `publish` compares before overwriting a dataset on the Hub.
+
+The card is meant for the Hub, so it names models by reference (`bundled:smollm2`, a Hub id, `local:<folder name>`)
+and folders relative to the run, never by a path of the machine that built it (`public_ref`, `public_path`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +21,9 @@ import numpy as np
 from huggingface_hub import DatasetCardData
 
 from r1distill import __version__
-from r1distill.core.store import read_manifest, shard_paths
+from r1distill.core import models
+from r1distill.core.models import _SMOL_DIR as BUNDLED_DIR  # the bundled teacher's folder in the model cache
+from r1distill.core.store import read_jsonl, read_manifest, shard_paths
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +35,46 @@ SIZE_CATEGORIES = [
 HIST_BINS = 10
 FUNNEL_COLUMNS = ("step", "check", "dropped", "remaining")
 BAR_WIDTH = 30
+
+
+_HF_SNAPSHOT = re.compile(r"models--([^/]+)--([^/]+)/snapshots/")
+
+
+def public_ref(value: Any) -> Any:
+    """A model as a card on the Hub may name it: the bundled teacher's converted folder (in r1distill's cache) as
+    `bundled:smollm2`, a Hub cache snapshot as its Hub id, a Hub id as itself, any other local folder as
+    `local:<folder name>`. Dicts (an engine's description) have their `model` made public too."""
+    if isinstance(value, dict):
+        return {k: public_ref(v) if k == "model" else v for k, v in value.items()}
+    if not isinstance(value, str) or not value:
+        return value
+    if value in (models.BUNDLED, "bundled", "default"):
+        return models.BUNDLED
+    snapshot = _HF_SNAPSHOT.search(value)
+    if snapshot:
+        return f"{snapshot.group(1)}/{snapshot.group(2)}"
+    path = Path(value).expanduser()
+    cache = models.home() / "models"
+    if path.is_absolute() and (path == cache or cache in path.parents or "/r1distill/models/" in value):
+        return models.BUNDLED if BUNDLED_DIR in path.parts else f"local:{path.name}"
+    if value.startswith((".", "/", "~")) or not models.HUB_ID.match(value) or path.exists():
+        return f"local:{path.name or value}"
+    return value
+
+
+def public_path(value: str, root: Path | None = None) -> str:
+    """A folder as the card shows it: relative to `root` (the run) or the current directory when inside it, else
+    its name alone."""
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        return value
+    for base in (root, Path.cwd()):
+        if base is not None:
+            try:
+                return str(path.resolve().relative_to(Path(base).resolve()))
+            except ValueError:
+                pass
+    return path.name
 
 
 def size_category(n: int) -> str:
@@ -112,34 +158,34 @@ def decontamination(manifest: dict[str, Any], folder: Path) -> Any:
     hits: dict[str, dict[str, int]] = {}
     for reason_dir in sorted((folder / "rejected").glob("*")):
         for path in shard_paths(reason_dir):
-            with open(path, encoding="utf-8") as f:
-                for line in f:
-                    info = json.loads(line).get("meta", {}).get("filter", {})
-                    if info.get("check") != "decontam":
-                        break
-                    bench = str(info.get("details", {}).get("benchmark", "unknown"))
-                    variant = str(info.get("details", {}).get("variant", "match"))
-                    hits.setdefault(bench, {"dropped": 0})
-                    hits[bench]["dropped"] += 1
-                    hits[bench][variant] = hits[bench].get(variant, 0) + 1
+            for _, record in read_jsonl(path):
+                info = record.get("meta", {}).get("filter", {})
+                if info.get("check") != "decontam":
+                    break
+                bench = str(info.get("details", {}).get("benchmark", "unknown"))
+                variant = str(info.get("details", {}).get("variant", "match"))
+                hits.setdefault(bench, {"dropped": 0})
+                hits[bench]["dropped"] += 1
+                hits[bench][variant] = hits[bench].get(variant, 0) + 1
     return hits
 
 
 def teacher_info(folder: Path, meta: dict[str, Any]) -> dict[str, Any]:
     """Teacher and sampling settings: from the generate manifest beside the filter folder, else a sample's meta."""
     gen = read_manifest(folder.parent / "generate") if (folder.parent / "generate").is_dir() else None
-    if gen and "teacher" in gen:
-        return {"teacher": gen["teacher"], "sampling": gen.get("sampling"), "from": "generate/manifest.json",
-                "engine": meta.get("teacher")}  # fmt: skip
+    if gen and "teacher" in gen:  # `teacher_ref` is the recipe's reference, `teacher` what was loaded (a path)
+        return {"teacher": gen.get("teacher_ref") or gen["teacher"], "sampling": gen.get("sampling"),
+                "from": "generate/manifest.json", "engine": meta.get("teacher")}  # fmt: skip
     return {"teacher": meta.get("teacher"), "sampling": meta.get("sampling"), "from": "sample meta", "engine": None}
 
 
-def _source_section(src: dict[str, Any]) -> list[str]:
-    m = src["manifest"]
-    info = teacher_info(Path(src["path"]), src["first_meta"])
-    lines = [f"### Source `{src['name']}`", "", f"Teacher ({info['from']}): `{_cell(info['teacher'])}`"]
-    if info["engine"] and info["engine"] != info["teacher"]:
-        lines[-1] += f", as run: `{_cell(info['engine'])}`"
+def _source_section(src: Any) -> list[str]:
+    m = src.manifest
+    info = teacher_info(Path(src.path), src.first_meta)
+    teacher, engine = public_ref(info["teacher"]), public_ref(info["engine"])
+    lines = [f"### Source `{src.name}`", "", f"Teacher ({info['from']}): `{_cell(teacher)}`"]
+    if engine and engine != teacher:
+        lines[-1] += f", as run: `{_cell(engine)}`"
     lines.append("")
     lines += ["Sampling:", "", *table(info["sampling"] or {}), ""]
     lines += ["Filters (every step with its drop count):", ""]
@@ -157,24 +203,25 @@ def _source_section(src: dict[str, Any]) -> list[str]:
     for key in ("stats",):
         if m.get(key):
             lines += ["", f"Filter {key}:", "", *table(m[key])]
-    decon = decontamination(m, Path(src["path"]))
+    decon = decontamination(m, Path(src.path))
     lines += ["", "Decontamination per benchmark:", ""]
     lines += table(decon) if decon else ["(no benchmark matches recorded; see the filter config for the benchmarks)"]
     return lines + [""]
 
 
 def command_line(argv: str) -> str:
-    """The recorded command as a person would type it: `python -m r1distill.build ...` for a module run."""
+    """The recorded command as a person would type it: `python -m r1distill.build ...` for a module run; path
+    arguments relative to the current directory (or by name), never this machine's absolute paths."""
     head, _, rest = argv.partition(" ")
-    for stage in ("build", "run"):
-        if head.endswith(f"r1distill/{stage}.py"):
-            return f"python -m r1distill.{stage} {rest}".strip()
+    rest = " ".join(public_path(a) if a.startswith(("/", "~")) else a for a in rest.split(" ")) if rest else ""
+    if head.endswith(("r1distill/build/__main__.py", "r1distill/build/stage.py")):
+        return f"python -m r1distill.build {rest}".strip()
     if head.endswith("r1distill/__main__.py") or head.endswith("/r1distill"):
         return f"r1distill {rest}".strip()
-    return argv
+    return f"{Path(head).name if head.startswith(('/', '~')) else head} {rest}".strip()
 
 
-def render_card(cfg: Any, manifest: dict[str, Any], sources: list[dict[str, Any]]) -> str:
+def render_card(cfg: Any, manifest: dict[str, Any], sources: list) -> str:
     """The full README.md: YAML front matter, then format, provenance, filters, decontamination and lengths."""
     data = card_data(cfg, manifest)
     name = cfg.pretty_name or "r1distill SFT dataset"
@@ -191,7 +238,8 @@ def render_card(cfg: Any, manifest: dict[str, Any], sources: list[dict[str, Any]
         "", "Train and validation are split by prompt: no prompt appears in both. Rows per domain:", "",
         *table(manifest.get("domains", {})), "",
         "```python", "from datasets import load_dataset", "ds = load_dataset(\"<this repo or folder>\")", "```", "",
-        "## Sources and mixing", "", *table(manifest["sources"]), "",
+        "## Sources and mixing", "",
+        *table([{**src, "path": public_path(str(src.get("path", "")))} for src in manifest["sources"]]), "",
         "## Teacher, sampling, filters, decontamination", "",
     ]  # fmt: skip
     for src in sources:
@@ -199,8 +247,8 @@ def render_card(cfg: Any, manifest: dict[str, Any], sources: list[dict[str, Any]
     lines += [
         "## Token lengths",
         "",
-        f"Counted with the student tokenizer `{cfg.tokenizer}` over the conversation rendered by its chat template "
-        "(`num_tokens`; `completion_tokens` is the assistant turn alone).",
+        f"Counted with the student tokenizer `{public_ref(cfg.tokenizer)}` over the conversation rendered by its chat "
+        "template (`num_tokens`; `completion_tokens` is the assistant turn alone).",
         "",
     ]
     stat_keys = ("n", "mean", "p50", "p90", "p99", "max", "total")

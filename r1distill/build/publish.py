@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from r1distill.core.stage import header, stage_main
-from r1distill.core.store import StageError, clear_manifest, locked, require_complete, sha256_file, write_manifest
+from r1distill.core.stage import Stage
+from r1distill.core.store import StageError, read_manifest, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -199,67 +199,50 @@ def _hub_call(what: str, endpoint: str, fn, *args, **kwargs):
         raise StageError(f"{what} at {endpoint}: unexpected reply ({e}); is this a Hugging Face Hub?") from None
 
 
-def run(cfg: PublishConfig, input_dir: Path | None, output_dir: Path, api=None) -> dict[str, Any]:
-    """Push the build folder `input_dir` to `cfg.repo_id`; writes a receipt manifest to `output_dir` and returns it.
+class PublishStage(Stage):
+    name, Config, upstream = "publish", PublishConfig, "build"
 
-    `api` defaults to `huggingface_hub.HfApi` on the configured endpoint with the user's token.
-    """
-    from huggingface_hub.utils import validate_repo_id
+    def validate(self, cfg: PublishConfig) -> None:
+        from huggingface_hub.utils import validate_repo_id
 
-    if input_dir is None:
-        raise StageError("publish: no input folder; pass --input or run build first")
-    build_dir, output_dir = Path(input_dir), Path(output_dir)
-    if not cfg.repo_id:
-        raise StageError("publish.repo_id: missing; set it to the dataset repo, e.g. your-name/r1-distill-math")
-    try:
-        validate_repo_id(cfg.repo_id)
-    except ValueError as e:
-        raise StageError(f"publish.repo_id {cfg.repo_id!r}: {e}") from None
-    if output_dir.resolve() == build_dir.resolve():
-        raise StageError("publish: --output must not be the build folder (publish never writes there)")
-    build = require_complete(build_dir, "build")
-    local = local_meta(build_dir)
-    check_files(build_dir, build, local)
-    endpoint = endpoint_of(cfg)
-    if api is None:
-        from huggingface_hub import HfApi
+        if not cfg.repo_id:
+            raise StageError("publish.repo_id: missing; set it to the dataset repo, e.g. your-name/r1-distill-math")
+        try:
+            validate_repo_id(cfg.repo_id)
+        except ValueError as e:
+            raise StageError(f"publish.repo_id {cfg.repo_id!r}: {e}") from None
 
-        token = get_token()
-        check_reachable(endpoint, cfg.timeout_s)
-        api = HfApi(endpoint=endpoint, token=token, library_name="r1distill")
-    remote = _hub_call("reading " + cfg.repo_id, endpoint, remote_state, api, cfg.repo_id, cfg.revision, cfg.timeout_s)
-    action = decide(remote, local, cfg.repo_id, cfg.force)
-    commit_url = None
-    if action == "skip":
-        log.info("publish: %s@%s already holds this dataset (content %s); nothing to upload",
-                 cfg.repo_id, cfg.revision, local["content_hash"])  # fmt: skip
-    else:
-        if not remote.exists:
-            _hub_call("creating " + cfg.repo_id, endpoint, api.create_repo, cfg.repo_id, repo_type="dataset",
-                      private=cfg.private, exist_ok=True)  # fmt: skip
-        if cfg.revision != "main" and (not remote.exists or not remote.branch_exists):
-            _hub_call("creating branch " + cfg.revision, endpoint, api.create_branch, cfg.repo_id,
-                      branch=cfg.revision, repo_type="dataset", exist_ok=True)  # fmt: skip
-        message = cfg.commit_message or f"r1distill build {local['content_hash']} (config {local.get('config_hash')})"
-        # The one upload: README.md + data/*.parquet; remote shards of an earlier build that are gone locally go too.
-        info = _hub_call(
-            f"uploading to {cfg.repo_id}",
-            endpoint,
-            api.upload_folder,
-            repo_id=cfg.repo_id,
-            folder_path=str(build_dir),
-            repo_type="dataset",
-            revision=cfg.revision,
-            allow_patterns=UPLOAD_PATTERNS,
-            delete_patterns=["data/*.parquet"],
-            commit_message=message,
+    def prepare(self, cfg: PublishConfig, build_dir: Path, output_dir: Path) -> tuple[dict, dict]:
+        """What would be uploaded, checked before anything is written: (build manifest, local metadata)."""
+        if output_dir.resolve() == build_dir.resolve():
+            raise StageError("publish: --output must not be the build folder (publish never writes there)")
+        build = read_manifest(build_dir) or {}
+        local = local_meta(build_dir)
+        check_files(build_dir, build, local)
+        return build, local
+
+    def work(self, cfg: PublishConfig, build_dir: Path, output_dir: Path, prepared, api=None, **kw) -> dict[str, Any]:
+        """Push the build folder to `cfg.repo_id`; the manifest is the receipt. `api` defaults to
+        `huggingface_hub.HfApi` on the configured endpoint with the user's token."""
+        build, local = prepared
+        endpoint = endpoint_of(cfg)
+        if api is None:
+            from huggingface_hub import HfApi
+
+            token = get_token()
+            check_reachable(endpoint, cfg.timeout_s)
+            api = HfApi(endpoint=endpoint, token=token, library_name="r1distill")
+        remote = _hub_call(
+            "reading " + cfg.repo_id, endpoint, remote_state, api, cfg.repo_id, cfg.revision, cfg.timeout_s
         )
-        commit_url = str(getattr(info, "commit_url", info))
-        log.info("publish: %s -> %s@%s (%s)", build_dir, cfg.repo_id, cfg.revision, commit_url)
-    with locked(output_dir):
-        clear_manifest(output_dir)
-        receipt = {
-            **header("publish", cfg, build_dir),
+        action = decide(remote, local, cfg.repo_id, cfg.force)
+        commit_url = None
+        if action == "skip":
+            log.info("publish: %s@%s already holds this dataset (content %s); nothing to upload",
+                     cfg.repo_id, cfg.revision, local["content_hash"])  # fmt: skip
+        else:
+            commit_url = _upload(cfg, api, endpoint, remote, build_dir, local)
+        return {
             "repo_id": cfg.repo_id,
             "revision": cfg.revision,
             "private": cfg.private,
@@ -269,19 +252,48 @@ def run(cfg: PublishConfig, input_dir: Path | None, output_dir: Path, api=None) 
             "content_hash": local["content_hash"],
             "counts": build.get("counts", {}),
         }
-        return write_manifest(output_dir, receipt)
+
+    def summary(self, manifest: dict[str, Any]) -> str:
+        done = "uploaded" if manifest["action"] == "upload" else "already there"
+        return f"{manifest['repo_id']}@{manifest['revision']}: {done} (content {manifest['content_hash']})"
 
 
-def summary(manifest: dict[str, Any]) -> str:
-    done = "uploaded" if manifest["action"] == "upload" else "already there"
-    return f"{manifest['repo_id']}@{manifest['revision']}: {done} (content {manifest['content_hash']})"
+def _upload(cfg: PublishConfig, api, endpoint: str, remote, build_dir: Path, local: dict[str, Any]) -> str:
+    """Create the repo/branch where missing, then one commit: README.md + data/*.parquet; remote shards of an
+    earlier build that are gone locally go too. Returns the commit URL."""
+    if not remote.exists:
+        _hub_call("creating " + cfg.repo_id, endpoint, api.create_repo, cfg.repo_id, repo_type="dataset",
+                  private=cfg.private, exist_ok=True)  # fmt: skip
+    if cfg.revision != "main" and (not remote.exists or not remote.branch_exists):
+        _hub_call("creating branch " + cfg.revision, endpoint, api.create_branch, cfg.repo_id,
+                  branch=cfg.revision, repo_type="dataset", exist_ok=True)  # fmt: skip
+    message = cfg.commit_message or f"r1distill build {local['content_hash']} (config {local.get('config_hash')})"
+    info = _hub_call(
+        f"uploading to {cfg.repo_id}",
+        endpoint,
+        api.upload_folder,
+        repo_id=cfg.repo_id,
+        folder_path=str(build_dir),
+        repo_type="dataset",
+        revision=cfg.revision,
+        allow_patterns=UPLOAD_PATTERNS,
+        delete_patterns=["data/*.parquet"],
+        commit_message=message,
+    )
+    commit_url = str(getattr(info, "commit_url", info))
+    log.info("publish: %s -> %s@%s (%s)", build_dir, cfg.repo_id, cfg.revision, commit_url)
+    return commit_url
+
+
+STAGE = PublishStage()
+run, summary = STAGE.run, STAGE.summary
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--force" in argv:  # --force also means: overwrite a different dataset on the Hub
         argv.append("publish.force=true")
-    return stage_main("publish", PublishConfig, run, argv, __doc__)
+    return STAGE.main(argv)
 
 
 if __name__ == "__main__":

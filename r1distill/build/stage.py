@@ -18,36 +18,24 @@ and `manifest.json` last. `datasets.load_dataset(OUTPUT)` reads it.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import logging
-import os
-import random
 import sys
-import tempfile
-from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from r1distill.build.card import length_stats, render_card
+from r1distill.build.parquet import SplitWriter, content_hash, schema
+from r1distill.build.sources import Source, load_sources, mix_counts, picked_rows, problem_hash, split_groups, take
 from r1distill.core import models
 from r1distill.core.models import BUNDLED
 from r1distill.core.progress import Progress
 from r1distill.core.records import Sample
-from r1distill.core.stage import header, stage_main
+from r1distill.core.stage import Stage, header
 from r1distill.core.store import (
     StageError,
     atomic_write_text,
-    clear_manifest,
-    locked,
-    manifest_hash,
-    require_complete,
-    sha256_file,
-    shard_paths,
-    write_manifest,
 )
 
 log = logging.getLogger(__name__)
@@ -98,89 +86,6 @@ Config = BuildConfig
 def assistant_content(reasoning: str, answer: str) -> str:
     """The assistant turn SFT trains on: R1's `<think>` block, a blank line, the final answer."""
     return f"<think>\n{reasoning}\n</think>\n\n{answer}"
-
-
-def _records(path: Path, folder: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, record) of one shard; a record missing a required field is an error naming file, line, field."""
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            try:
-                data = json.loads(line)
-            except ValueError as e:
-                raise StageError(f"{path}:{lineno}: malformed JSON record ({e.msg})") from None
-            missing = [k for k in REQUIRED_FIELDS if k not in data]
-            if missing:
-                raise StageError(
-                    f"{path}:{lineno}: record has no field {missing[0]!r}; build reads Sample records "
-                    f"({', '.join(REQUIRED_FIELDS)}, ...) from a finished filter folder: run `r1distill filter`"
-                )
-            if not isinstance(data["messages"], list) or not any(
-                isinstance(m, dict) and m.get("role") == "user" for m in data["messages"]
-            ):
-                raise StageError(f"{path}:{lineno}: field 'messages' needs a list with a user turn")
-            for key, default in (("source", folder.name), ("row", data["id"]), ("k", 0), ("domain", "unknown")):
-                data.setdefault(key, default)
-            data.setdefault("reference", None)
-            yield lineno, data
-
-
-def index_source(folder: Path) -> dict[str, Any]:
-    """A light index of a folder's usable samples, so that mixing and splitting never hold the texts in memory:
-    `refs` = (shard, line, prompt key) per sample with a closed `<think>` block; the others are only counted
-    (`unclosed`: no training target). `first_meta` is the first sample's meta, for the card."""
-    shards = shard_paths(folder)
-    refs: list[tuple[int, int, str]] = []
-    unclosed, first_meta = 0, None
-    for i, path in enumerate(shards):
-        for lineno, data in _records(path, folder):
-            sample = Sample.from_dict(data)
-            if not sample.parsed.closed:
-                unclosed += 1
-                continue
-            first_meta = sample.meta if first_meta is None else first_meta
-            refs.append((i, lineno, prompt_key(sample.problem)))
-    return {"shards": shards, "refs": refs, "unclosed": unclosed, "first_meta": first_meta or {}}
-
-
-def mix_counts(sizes: list[int], weights: list[float], total: int | None) -> list[int]:
-    """Rows to take from each source so their shares follow `weights` (largest-remainder rounding, exact sum)."""
-    if any(w <= 0 for w in weights):
-        raise StageError("build.weight / build.mix[].weight: every weight must be > 0")
-    shares = [w / sum(weights) for w in weights]
-    if total is None:
-        total = int(min(n / p for n, p in zip(sizes, shares, strict=True)) + 1e-9)
-    exact = [p * total for p in shares]
-    counts = [int(x) for x in exact]
-    order = sorted(range(len(exact)), key=lambda i: (counts[i] - exact[i], i))
-    for i in order[: total - sum(counts)]:
-        counts[i] += 1
-    return counts
-
-
-def take(samples: list[T], count: int, seed: int) -> list[T]:
-    """`count` items drawn without replacement (whole passes repeat when count exceeds the source), in order."""
-    if not samples or count == 0:
-        return []
-    rng = random.Random(seed)
-    full, rest = divmod(count, len(samples))
-    picked = list(range(len(samples))) * full + sorted(rng.sample(range(len(samples)), rest))
-    return [samples[i] for i in sorted(picked)]
-
-
-def prompt_key(problem: str) -> str:
-    """What makes two samples the same prompt: the problem text, case and whitespace folded (hashed: 16 chars)."""
-    return hashlib.blake2b(" ".join(problem.split()).lower().encode(), digest_size=8).hexdigest()
-
-
-def split_groups(keys: list[str], fraction: float, seed: int) -> set[str]:
-    """The prompt keys that go to validation: a seeded hash order, first round(fraction * prompts) of them."""
-    if not 0 <= fraction < 1:
-        raise StageError(f"build.validation_fraction: must be in [0, 1), got {fraction}")
-    unique = sorted(set(keys), key=lambda k: hashlib.sha256(f"{seed}:{k}".encode()).hexdigest())
-    n_val = round(fraction * len(unique))
-    if fraction > 0 and n_val == 0 and len(unique) > 1:
-        n_val = 1
-    return set(unique[:n_val])
 
 
 def load_tokenizer(name: str):
@@ -238,155 +143,53 @@ def _render(tok, row: dict[str, Any], tokenizer_name: str) -> str:
     return text
 
 
-def _schema(with_prompt_completion: bool):
-    import pyarrow as pa
+class BuildStage(Stage):
+    name, Config, upstream = "build", BuildConfig, "filter"
 
-    msgs = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
-    cols = [("id", pa.string()), ("source", pa.string()), ("domain", pa.string()), ("problem", pa.string()),
-            ("reference", pa.string()), ("messages", msgs), ("meta", pa.string())]  # fmt: skip
-    if with_prompt_completion:
-        cols += [("prompt", msgs), ("completion", msgs)]
-    return pa.schema(cols + [("num_tokens", pa.int64()), ("completion_tokens", pa.int64())])
+    def validate(self, cfg: BuildConfig) -> None:
+        if not 0 <= cfg.validation_fraction < 1:
+            raise StageError(f"build.validation_fraction: must be in [0, 1), got {cfg.validation_fraction}")
+        if cfg.rows_per_shard < 1 or (cfg.total is not None and cfg.total < 1):
+            raise StageError("build.rows_per_shard and build.total: must be at least 1")
 
+    def describe(self, cfg: BuildConfig, inp, recipe) -> list[tuple[str, str]]:
+        from r1distill.pipeline.describe import model_state
 
-class SplitWriter:
-    """Rows of one split into `data/{split}-NNNNN-of-NNNNN.parquet`, `per_shard` rows a file, appended in row groups
-    so that memory holds one batch, never the split. Each file is written as a temp file and renamed when full.
-    Also keeps what the manifest and card report: a hash of the rows, token counts, domains, prompts."""
+        return [("tokenizer", model_state(cfg.tokenizer, recipe.run_dir)), ("resources", "CPU")]
 
-    def __init__(self, out_dir: Path, split: str, total: int, per_shard: int, schema):
-        self.dir, self.split, self.per_shard, self.schema = out_dir / "data", split, per_shard, schema
-        self.n_shards = max(1, -(-total // per_shard))
-        self.shard = self.in_shard = 0
-        self.writer = self.tmp = None
-        self.files: list[dict[str, Any]] = []
-        self.hash = hashlib.sha256(split.encode())
-        self.num_tokens: list[int] = []
-        self.completion_tokens: list[int] = []
-        self.domains: Counter[str] = Counter()
-        self.prompts: set[str] = set()
+    def prepare(self, cfg: BuildConfig, input_dir: Path, output_dir: Path) -> Plan:
+        """Index the sources, decide the mix and the split (the rows themselves are read in `work`)."""
+        sources = load_sources(cfg, input_dir)
+        tok = load_tokenizer(cfg.tokenizer)
+        counts = mix_counts([len(s.refs) for s in sources], [s.weight for s in sources], cfg.total)
+        picks = [
+            take(src.refs, count, cfg.seed + i) for i, (src, count) in enumerate(zip(sources, counts, strict=True))
+        ]
+        val_keys = split_groups([key for picked in picks for _, _, key in picked], cfg.validation_fraction, cfg.seed)
+        n_val = sum(key in val_keys for picked in picks for _, _, key in picked)
+        return Plan(sources, tok, counts, picks, val_keys, {"train": sum(counts) - n_val, "validation": n_val})
 
-    def _path(self) -> Path:
-        return self.dir / f"{self.split}-{self.shard:05d}-of-{self.n_shards:05d}.parquet"
-
-    def _append(self, rows: list[dict[str, Any]]) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        if self.writer is None:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            fd, self.tmp = tempfile.mkstemp(dir=self.dir, prefix=f".{self._path().name}.", suffix=".tmp")
-            os.close(fd)
-            self.writer = pq.ParquetWriter(self.tmp, self.schema)
-        self.writer.write_table(pa.Table.from_pylist(rows, schema=self.schema))
-        self.in_shard += len(rows)
-        if self.in_shard >= self.per_shard:
-            self._seal()
-
-    def _seal(self) -> None:
-        if self.writer is None:
-            return
-        self.writer.close()
-        path = self._path()
-        os.chmod(self.tmp, 0o644)  # mkstemp makes it private; a dataset is meant to be read by others
-        os.replace(self.tmp, path)
-        self.files.append({"name": f"data/{path.name}", "split": self.split, "rows": self.in_shard,
-                           "sha256": sha256_file(path)})  # fmt: skip
-        self.writer = self.tmp = None
-        self.shard, self.in_shard = self.shard + 1, 0
-
-    def write(self, rows: list[dict[str, Any]]) -> None:
-        for row in rows:
-            self.hash.update(json.dumps(row, sort_keys=True, ensure_ascii=False).encode())
-            self.num_tokens.append(row["num_tokens"])
-            self.completion_tokens.append(row["completion_tokens"])
-            self.domains[row["domain"]] += 1
-            self.prompts.add(prompt_key(row["problem"]))
-        while rows:
-            room = self.per_shard - self.in_shard
-            self._append(rows[:room])
-            rows = rows[room:]
-
-    def close(self) -> None:
-        self._seal()
-
-    def abort(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.tmp)
-
-
-def _source_name(path: Path) -> str:
-    # In a run dir the folder is RUN_DIR/filter: the run's name says more than "filter".
-    return (path.resolve().parent.name if path.name == "filter" else path.name) or "input"
-
-
-def _sources(cfg: BuildConfig, input_dir: Path) -> list[dict[str, Any]]:
-    sources = [{"name": _source_name(input_dir), "path": input_dir, "weight": cfg.weight}]
-    sources += [{"name": m.name or _source_name(Path(m.path)), "path": Path(m.path), "weight": m.weight}
-                for m in cfg.mix]  # fmt: skip
-    for src in sources:
-        src["manifest"] = require_complete(src["path"], "filter")
-        src["manifest_hash"] = manifest_hash(src["path"])
-        src.update(index_source(src["path"]))
-        if not src["refs"]:
-            raise StageError(
-                f"{src['path']}: no usable kept samples (0 rows with a closed <think> block in part-*.jsonl, "
-                f"{src['unclosed']} without); loosen the filter policy or generate more samples, then rerun filter"
-            )
-    return sources
-
-
-def _picked_rows(src: dict[str, Any], picked: list[tuple[int, int, str]], cfg: BuildConfig) -> Iterator[dict]:
-    """The rows of the picked samples, read back shard by shard in file order (a repeated pick repeats its row)."""
-    want = Counter((shard, line) for shard, line, _ in picked)
-    for i, path in enumerate(src["shards"]):
-        for lineno, data in _records(path, src["path"]):
-            for _ in range(want.get((i, lineno), 0)):
-                yield to_row(Sample.from_dict(data), cfg.system_prompt, cfg.prompt_completion)
-
-
-def run(cfg: BuildConfig, input_dir: Path | None, output_dir: Path) -> dict[str, Any]:
-    """Build the SFT dataset from `input_dir` (+ `cfg.mix`) into `output_dir`; returns the manifest.
-
-    Two passes over the input: an index (ids, prompt keys) decides the mix and the split; the second streams the
-    picked samples through the chat template into the parquet shards, one batch in memory at a time.
-    """
-    if input_dir is None:
-        raise StageError("build: no input folder; pass --input or run filter first")
-    input_dir, output_dir = Path(input_dir), Path(output_dir)
-    if not 0 <= cfg.validation_fraction < 1:
-        raise StageError(f"build.validation_fraction: must be in [0, 1), got {cfg.validation_fraction}")
-    if cfg.rows_per_shard < 1 or (cfg.total is not None and cfg.total < 1):
-        raise StageError("build.rows_per_shard and build.total: must be at least 1")
-    sources = _sources(cfg, input_dir)
-    tok = load_tokenizer(cfg.tokenizer)
-    counts = mix_counts([len(s["refs"]) for s in sources], [s["weight"] for s in sources], cfg.total)
-    picks = [take(src["refs"], count, cfg.seed + i) for i, (src, count) in enumerate(zip(sources, counts, strict=True))]
-    val_keys = split_groups([key for picked in picks for _, _, key in picked], cfg.validation_fraction, cfg.seed)
-    n_val = sum(key in val_keys for picked in picks for _, _, key in picked)
-    sizes = {"train": sum(counts) - n_val, "validation": n_val}
-    schema = _schema(cfg.prompt_completion)
-    with locked(output_dir):
-        clear_manifest(output_dir)
+    def work(self, cfg: BuildConfig, input_dir: Path, output_dir: Path, plan: Plan, **kw) -> dict[str, Any]:
+        """Stream the picked samples through the chat template into the parquet shards, one batch at a time."""
+        sources, counts, columns = plan.sources, plan.counts, schema(cfg.prompt_completion)
         # Shards of an earlier build, and temp files of a killed one, must not mix into this dataset.
         for old in [*(output_dir / "data").glob("*.parquet"), *(output_dir / "data").glob(".*.tmp")]:
             old.unlink()
         for old in output_dir.glob(".*.tmp"):
             old.unlink()
-        writers = {name: SplitWriter(output_dir, name, n, cfg.rows_per_shard, schema)
-                   for name, n in sizes.items() if n}  # fmt: skip
+        writers = {name: SplitWriter(output_dir, name, n, cfg.rows_per_shard, columns)
+                   for name, n in plan.sizes.items() if n}  # fmt: skip
         progress = Progress(total=sum(counts), desc="build")
         try:
             batch: list[dict[str, Any]] = []
-            for src, picked in zip(sources, picks, strict=True):
-                for row in _picked_rows(src, picked, cfg):
+            for src, picked in zip(sources, plan.picks, strict=True):
+                for sample in picked_rows(src, picked):
+                    row = to_row(sample, cfg.system_prompt, cfg.prompt_completion)
                     batch.append(row)
                     if len(batch) >= TOKENIZE_BATCH:
-                        _flush(tok, cfg, batch, writers, val_keys, progress)
+                        _flush(plan.tok, cfg, batch, writers, plan.val_keys, progress)
                         batch = []
-            _flush(tok, cfg, batch, writers, val_keys, progress)
+            _flush(plan.tok, cfg, batch, writers, plan.val_keys, progress)
             for writer in writers.values():
                 writer.close()
         except BaseException:
@@ -396,20 +199,19 @@ def run(cfg: BuildConfig, input_dir: Path | None, output_dir: Path) -> dict[str,
         finally:
             progress.close()
         manifest = {
-            **header("build", cfg, input_dir),
             "content_hash": content_hash(writers.values()),
             "tokenizer": cfg.tokenizer,
             "counts": {name: len(w.num_tokens) for name, w in writers.items()},
             "prompts": {name: len(w.prompts) for name, w in writers.items()},
             "sources": [
                 {
-                    "name": s["name"],
-                    "path": str(s["path"]),
-                    "weight": s["weight"],
-                    "available": len(s["refs"]),
-                    "skipped_unclosed_think": s["unclosed"],
+                    "name": s.name,
+                    "path": str(s.path),
+                    "weight": s.weight,
+                    "available": len(s.refs),
+                    "skipped_unclosed_think": s.unclosed,
                     "rows": n,
-                    "manifest_hash": s["manifest_hash"],
+                    "manifest_hash": s.manifest_hash,
                 }
                 for s, n in zip(sources, counts, strict=True)
             ],  # fmt: skip
@@ -418,35 +220,42 @@ def run(cfg: BuildConfig, input_dir: Path | None, output_dir: Path) -> dict[str,
             "domains": {name: dict(sorted(w.domains.items())) for name, w in writers.items()},
             "parquet_files": [f for w in writers.values() for f in w.files],
         }
-        atomic_write_text(output_dir / "README.md", render_card(cfg, manifest, sources))
-        log.info("build: %s -> %s", ", ".join(f"{k} {v}" for k, v in manifest["counts"].items()), output_dir)
-        return write_manifest(output_dir, manifest)
+        # The card shows the manifest's own header fields too (version, created).
+        card_manifest = {**header("build", cfg, input_dir), **manifest}
+        atomic_write_text(output_dir / "README.md", render_card(cfg, card_manifest, sources))
+        return manifest
+
+    def summary(self, manifest: dict[str, Any]) -> str:
+        """One line a person reads at the end of a run."""
+        counts = ", ".join(f"{name} {n} rows" for name, n in manifest["counts"].items())
+        lengths = manifest["lengths"].get("train", {})
+        return f"{counts}; train tokens mean {lengths.get('mean')} max {lengths.get('max')}; card README.md"
 
 
-def content_hash(writers) -> str:
-    """A hash of the rows themselves (not the parquet bytes, which depend on the pyarrow version)."""
-    return hashlib.sha256("".join(w.hash.hexdigest() for w in writers).encode()).hexdigest()[:16]
+@dataclass
+class Plan:
+    """What `prepare` decided: the sources, the student's tokenizer, rows per source, the picks and the split."""
+
+    sources: list[Source]
+    tok: Any
+    counts: list[int]
+    picks: list[list[tuple[int, int, str]]]
+    val_keys: set[str]
+    sizes: dict[str, int]
 
 
 def _flush(tok, cfg: BuildConfig, batch: list[dict[str, Any]], writers: dict, val_keys: set[str], progress) -> None:
     count_tokens(tok, batch, cfg.tokenizer)
     by_split: dict[str, list[dict[str, Any]]] = {}
     for row in batch:
-        by_split.setdefault("validation" if prompt_key(row["problem"]) in val_keys else "train", []).append(row)
+        by_split.setdefault("validation" if problem_hash(row["problem"]) in val_keys else "train", []).append(row)
     for name, rows in by_split.items():
         writers[name].write(rows)
     progress.update(len(batch), sum(r["num_tokens"] for r in batch))
 
 
-def summary(manifest: dict[str, Any]) -> str:
-    """One line a person reads at the end of a run."""
-    counts = ", ".join(f"{name} {n} rows" for name, n in manifest["counts"].items())
-    lengths = manifest["lengths"].get("train", {})
-    return f"{counts}; train tokens mean {lengths.get('mean')} max {lengths.get('max')}; card README.md"
-
-
-def main(argv: list[str] | None = None) -> int:
-    return stage_main("build", BuildConfig, run, argv, __doc__)
+STAGE = BuildStage()
+run, main, summary = STAGE.run, STAGE.main, STAGE.summary
 
 
 if __name__ == "__main__":

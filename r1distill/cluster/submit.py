@@ -6,7 +6,7 @@
 The settings come from the recipe's top-level `slurm:` section (`r1distill.cluster.slurm.SlurmConfig`); flags override
 them, and KEY=VALUE overrides reach both that section and the stage inside the job. Each stage has a plan: a list of
 batch jobs, each waiting (afterok) for the one it names. generate is an array of `--shard i/N` tasks plus a merge
-job; sft/distill/rl are one job with one `accelerate launch` per node. The scripts and the job ids go to RUN_DIR/slurm/.
+job; sft/rl are one job with one `accelerate launch` per node. The scripts and the job ids go to RUN_DIR/slurm/.
 Submitting again is safe: finished shards and stages see their manifests and do nothing.
 """
 
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from r1distill.cluster.slurm import Job, SlurmConfig, SubmitError, header, preamble, q, sbatch, scancel, script, srun
 from r1distill.core.config import Recipe, from_dict, load_recipe
-from r1distill.core.registry import STAGES
+from r1distill.core.registry import LAUNCHED, STAGES
 from r1distill.core.stage import setup_logging
 from r1distill.core.store import StageError, atomic_write_text
 
@@ -114,20 +114,15 @@ def plan_launch(ctx: Context) -> list[Job]:
     return [Job(ctx.stage, script(head, body))]
 
 
-PLANS: dict[str, Callable[[Context], list[Job]]] = {
-    "generate": plan_generate,
-    "sft": plan_launch,
-    "distill": plan_launch,
-    "rl": plan_launch,
-}
+PLANS: dict[str, Callable[[Context], list[Job]]] = {"generate": plan_generate, **dict.fromkeys(LAUNCHED, plan_launch)}
 
 # flag -> (SlurmConfig field, type, help)
 FLAGS = {
     "--partition": ("partition", str, "Slurm partition"),
     "--account": ("account", str, "Slurm account"),
-    "--nodes": ("nodes", int, "machines per job (sft/distill/rl); default shard count for generate"),
+    "--nodes": ("nodes", int, "machines per job (sft/rl); default shard count for generate"),
     "--gpus-per-node": ("gpus_per_node", int, "GPUs per node"),
-    "--processes-per-node": ("processes_per_node", int, "sft/distill/rl: training processes per node (default: GPUs)"),
+    "--processes-per-node": ("processes_per_node", int, "sft/rl: training processes per node (default: GPUs)"),
     "--cpus-per-task": ("cpus_per_task", int, "CPUs per task"),
     "--mem": ("mem", str, "memory per node, as sbatch takes it (64G)"),
     "--time": ("time", str, "time limit, as sbatch takes it (4:00:00)"),

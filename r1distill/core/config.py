@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
+import importlib
 import json
 import re
 import types
@@ -78,6 +79,16 @@ def apply_override(data: dict[str, Any], override: str) -> None:
     node[parts[-1]] = value
 
 
+def load_object(spec: str, where: str, what: str, kind: str) -> Any:
+    """The object a `package.module:name` path names (a user's own check or reward); a bad path is a ConfigError
+    naming `where`."""
+    module_name, _, attr = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise ConfigError(f"{where}: cannot load {what} {spec!r} ({e}); use 'package.module:{kind}'") from None
+
+
 class Recipe:
     """A loaded recipe: raw sections plus where they came from, so errors can name the file."""
 
@@ -114,8 +125,14 @@ class Recipe:
         return from_dict(cls, raw, f"{self.where}: {stage}")
 
 
-def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
-    """Read a recipe, follow `extends:` (a path relative to the recipe), then apply overrides."""
+def load_recipe(path: str | Path | dict[str, Any], overrides: list[str] | None = None) -> Recipe:
+    """Read a recipe, follow `extends:` (a path relative to the recipe), then apply overrides. A dict is a recipe
+    made in memory (e.g. from command-line flags)."""
+    if isinstance(path, dict):
+        data = copy.deepcopy(path)
+        for override in overrides or []:
+            apply_override(data, override)
+        return Recipe(None, data)
     path = Path(path)
     data = _load_yaml(path)
     seen = {path.resolve()}

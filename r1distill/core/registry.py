@@ -19,6 +19,9 @@ STAGES = {
     "evaluate": "r1distill.evaluate.stage",
 }
 
+# Training stages: several processes per job under `accelerate launch` (what `r1distill submit` renders for them).
+LAUNCHED = ("sft", "distill", "rl")
+
 
 def stage_module(stage: str) -> ModuleType:
     """The module of a registered stage (imported on first use: a stage's heavy imports stay out of the others)."""

@@ -13,7 +13,7 @@ and seals the shard, so what is on disk afterwards is exactly the records that w
 from __future__ import annotations
 
 import contextlib
-import fcntl
+import gzip
 import hashlib
 import json
 import logging
@@ -23,6 +23,8 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock, Timeout
 
 log = logging.getLogger(__name__)
 
@@ -172,15 +174,45 @@ def shard_paths(out_dir: str | Path) -> list[Path]:
     return sorted(Path(out_dir).glob(SHARD_GLOB), key=_shard_index)
 
 
-def iter_records(out_dir: str | Path) -> Iterator[dict[str, Any]]:
-    """Every record of a stage folder, shard by shard. A malformed line is an error naming file and line."""
-    for path in shard_paths(out_dir):
-        with open(path, encoding="utf-8") as f:
+def read_jsonl(path: str | Path, skip_blank: bool = False) -> Iterator[tuple[int, Any]]:
+    """(line number, value) of every line of a JSONL file (`.gz` too): the one JSONL reader of the project.
+
+    A line that is not UTF-8 or not JSON is an error naming the file and the line, never a traceback."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
             for lineno, line in enumerate(f, 1):
+                if skip_blank and not line.strip():
+                    continue
                 try:
-                    yield json.loads(line)
+                    yield lineno, json.loads(line)
+                except UnicodeDecodeError as e:
+                    raise StageError(
+                        f"{path}:{lineno}: not UTF-8 text (byte {line[e.start : e.start + 1]!r} at column "
+                        f"{e.start + 1}); re-encode the file as UTF-8"
+                    ) from None
                 except ValueError as e:
-                    raise StageError(f"{path}:{lineno}: malformed JSON record ({e.msg})") from None
+                    torn = "" if line.endswith(b"\n") else " (a torn last line: the writer was cut off)"
+                    raise StageError(f"{path}:{lineno}: malformed JSON record ({e}){torn}") from None
+    except FileNotFoundError:
+        raise StageError(f"{path}: no such file") from None
+
+
+def iter_records(out_dir: str | Path, required: tuple[str, ...] = ()) -> Iterator[dict[str, Any]]:
+    """Every record of a stage folder, shard by shard. A malformed line, a record that is not an object or one
+    missing a `required` field is an error naming file and line."""
+    for path in shard_paths(out_dir):
+        for lineno, record in read_jsonl(path):
+            if not isinstance(record, dict):
+                raise StageError(f"{path}:{lineno}: not a JSON object; this folder is not a stage output")
+            for key in required:
+                if key not in record:
+                    raise StageError(
+                        f"{path}:{lineno}: record {record.get('id')!r} has no {key!r} field; "
+                        "this is not the output of the stage before (or an old one): rerun that stage"
+                    )
+            yield record
 
 
 def read_manifest(out_dir: str | Path) -> dict[str, Any] | None:
@@ -205,12 +237,16 @@ def clear_manifest(out_dir: str | Path) -> None:
 
 
 def write_manifest(out_dir: str | Path, manifest: dict[str, Any]) -> dict[str, Any]:
-    """Record each shard's rows and sha256 in the manifest and write it last, atomically."""
+    """Record each shard's rows, size and sha256 in the manifest and write it last, atomically."""
     files = []
     for path in shard_paths(out_dir):
+        h, rows, size = hashlib.sha256(), 0, 0
         with open(path, "rb") as f:
-            rows = sum(1 for _ in f)
-        files.append({"name": path.name, "rows": rows, "sha256": sha256_file(path)})
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+                rows += block.count(b"\n")
+                size += len(block)
+        files.append({"name": path.name, "rows": rows, "bytes": size, "sha256": h.hexdigest()})
     manifest = {**manifest, "files": files}
     atomic_write_text(Path(out_dir) / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     return manifest
@@ -221,15 +257,42 @@ def manifest_hash(out_dir: str | Path) -> str | None:
     return sha256_file(path)[:16] if path.exists() else None
 
 
+def check_shards(folder: str | Path, manifest: dict[str, Any], stage: str) -> None:
+    """Refuse a finished folder whose shards are no longer what its manifest recorded (a shard that lost or gained
+    lines, was replaced or deleted, or one the manifest does not list). Sizes are compared (a stat, no read); rows
+    are counted only for manifests that recorded no size."""
+    folder = Path(folder)
+    listed = {f["name"]: f for f in manifest.get("files", [])}
+    rerun = f"rerun the {stage} stage (or restore the file)"
+    for path in shard_paths(folder):
+        if path.name not in listed:
+            raise StageError(f"{path}: a shard that {folder / MANIFEST} does not list; remove it or {rerun}")
+    for name, entry in listed.items():
+        path = folder / name
+        if not path.exists():
+            raise StageError(f"{path}: listed in {folder / MANIFEST} but missing; {rerun}")
+        if "bytes" in entry:
+            size = path.stat().st_size
+            if size != entry["bytes"]:
+                raise StageError(f"{path}: {size} bytes, but its manifest recorded {entry['bytes']}; {rerun}")
+        elif "rows" in entry:
+            with open(path, "rb") as f:
+                rows = sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 20), b""))
+            if rows != entry["rows"]:
+                raise StageError(f"{path}: {rows} rows, but its manifest recorded {entry['rows']}; {rerun}")
+
+
 @contextlib.contextmanager
-def locked(out_dir: str | Path) -> Iterator[None]:
+def locked(out_dir: str | Path, enabled: bool = True) -> Iterator[None]:
     """Hold an exclusive lock on a stage folder: a second run on the same folder fails at once instead of
-    interleaving its records with the first one's."""
+    interleaving its records with the first one's. `enabled=False` (ranks other than 0) only makes the folder."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / ".lock", "w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise StageError(f"{out_dir}: another r1distill process is writing here; wait for it or stop it") from None
+    if not enabled:
         yield
+        return
+    try:
+        with FileLock(out_dir / ".lock", timeout=0):
+            yield
+    except Timeout:
+        raise StageError(f"{out_dir}: another r1distill process is writing here; wait for it or stop it") from None

@@ -11,7 +11,6 @@ tokens), keyed by model name, so a report can put them beside what it measured.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import random
@@ -20,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from r1distill.core.store import StageError
+from r1distill.core.store import StageError, read_jsonl
 from r1distill.generate.problems import arithmetic
 
 R1_MATH_TEMPLATE = "{problem}\nPlease reason step by step, and put your final answer within \\boxed{}."
@@ -110,14 +109,8 @@ class Benchmark:
 
 
 def _read_local(path: Path) -> Iterator[Row]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except ValueError as e:
-                    raise StageError(f"{path}:{lineno}: malformed JSON ({e})") from None
+    for _, row in read_jsonl(path, skip_blank=True):
+        yield row
 
 
 def _fields(problem: str, answer: str, ident: str | None = None) -> Callable[[int, Row], Row]:

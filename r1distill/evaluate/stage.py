@@ -31,23 +31,20 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-from r1distill.core.stage import header, stage_main
+from r1distill.core.stage import Flag, Stage
 from r1distill.core.store import (
     MANIFEST,
     StageError,
     atomic_write_text,
-    clear_manifest,
     iter_records,
-    locked,
     manifest_hash,
     read_manifest,
     write_jsonl_atomic,
-    write_manifest,
 )
 from r1distill.evaluate import benchmarks, metrics
 from r1distill.evaluate.report import caveats, environment, report_markdown, table_rows
 from r1distill.generate import stage as generate
-from r1distill.generate.engines import ENGINES, Engine
+from r1distill.generate.engines import Engine
 from r1distill.generate.engines.openai_http import HTTPSettings
 from r1distill.generate.prompts import SourceConfig
 from r1distill.grading.grader import MATH_DOMAINS, Grader
@@ -313,34 +310,71 @@ def validate(cfg: EvaluateConfig) -> None:
         benchmarks.get(name)
 
 
-def run(
-    cfg: EvaluateConfig,
-    input_dir: Path | None,
-    output_dir: Path,
-    engine: Engine | None = None,
-    engines: dict[str, Engine] | None = None,
-) -> dict[str, Any]:
-    """Evaluate the model (default: the student in `input_dir`) and each baseline on every benchmark into
-    `output_dir`; returns the manifest (whose `report` is also report.json's content).
+class EvaluateStage(Stage):
+    name, Config, upstream, needs_input = "evaluate", EvaluateConfig, None, False
+    flags = {
+        "--model": Flag("evaluate.model", str, "the model (path, Hub id or bundled:NAME; default: the run's student)"),
+        "--benchmarks": Flag(
+            "evaluate.benchmarks", lambda text: _benchmark_list(text), "comma-separated benchmark names", "A,B"
+        ),
+        "--n": Flag("evaluate.n", int, "samples per problem", "N"),
+        "--limit": Flag("evaluate.limit", int, "at most this many problems per benchmark", "N"),
+    }
 
-    `engine` (the evaluated model's) and `engines` (by baseline label) let a caller share running engines; by default
-    one is started per model, after every benchmark and model has been checked, and closed before the next starts.
-    """
-    output_dir = Path(output_dir)
-    if cfg.n < 1:
-        raise StageError("evaluate.n: must be at least 1")
-    if any(k < 1 for k in cfg.ks):
-        raise StageError(f"evaluate.ks: every k must be at least 1 (got {cfg.ks})")
-    if cfg.engine not in ENGINES:
-        raise StageError(f"evaluate.engine: unknown engine {cfg.engine!r}; available: {', '.join(ENGINES)}")
-    if not cfg.benchmarks:
-        raise StageError("evaluate.benchmarks: name at least one of " + ", ".join(benchmarks.names()))
-    benches = [benchmarks.get(name) for name in cfg.benchmarks]
-    models = subjects(cfg, input_dir, output_dir)
-    rows = {b.name: b.rows(cfg.data_root, cfg.limit) for b in benches}
-    given = {**(engines or {}), **({models[0].label: engine} if engine is not None else {})}
-    with locked(output_dir):
-        clear_manifest(output_dir)
+    def input_stage(self, recipe: Any) -> str | None:
+        return upstream(recipe)
+
+    def validate(self, cfg: EvaluateConfig) -> None:
+        validate(cfg)
+        if cfg.n < 1:
+            raise StageError("evaluate.n: must be at least 1")
+        if any(k < 1 for k in cfg.ks):
+            raise StageError(f"evaluate.ks: every k must be at least 1 (got {cfg.ks})")
+        if not cfg.benchmarks:
+            raise StageError("evaluate.benchmarks: name at least one of " + ", ".join(benchmarks.names()))
+
+    def describe(self, cfg: EvaluateConfig, inp, recipe) -> list[tuple[str, str]]:
+        from r1distill.pipeline import describe
+
+        if cfg.model is None and cfg.engine != "openai":
+            model = ("model", f"the run's trained student ({inp or recipe.run_dir / 'sft'})")
+        else:
+            model = describe.model_line("model", cfg, recipe.run_dir)
+        return [
+            model,
+            *[
+                ("baseline", f"{label}: {describe.model_state(ref, recipe.run_dir)}")
+                for label, ref in cfg.baselines.items()
+            ],
+            ("benchmarks", f"{', '.join(cfg.benchmarks)} (n={cfg.n}, {describe.sampling_text(cfg.sampling)})"),
+            describe.engine_line(cfg, recipe),
+        ]
+
+    def prepare(self, cfg: EvaluateConfig, input_dir: Path | None, output_dir: Path) -> tuple:
+        """Every benchmark and model checked before any engine starts."""
+        benches = [benchmarks.get(name) for name in cfg.benchmarks]
+        models = subjects(cfg, input_dir, output_dir)
+        rows = {b.name: b.rows(cfg.data_root, cfg.limit) for b in benches}
+        return benches, models, rows
+
+    def work(
+        self,
+        cfg: EvaluateConfig,
+        input_dir: Path | None,
+        output_dir: Path,
+        prepared: tuple,
+        engine: Engine | None = None,
+        engines: dict[str, Engine] | None = None,
+        **kw: Any,
+    ) -> dict[str, Any]:
+        """Evaluate the model (default: the student in `input_dir`) and each baseline on every benchmark; the
+        manifest's `report` is also report.json's content.
+
+        `engine` (the evaluated model's) and `engines` (by baseline label) let a caller share running engines; by
+        default one is started per model, and closed before the next starts.
+        """
+        benches, models, rows = prepared
+        given = {**(engines or {}), **({models[0].label: engine} if engine is not None else {})}
         _sweep_temp_files(output_dir)
         results = {s.label: _evaluate_model(cfg, s, benches, rows, given.get(s.label)) for s in models}
         main, others = models[0], models[1:]
@@ -358,13 +392,20 @@ def run(
         atomic_write_text(output_dir / "report.json", json.dumps(report, indent=2) + "\n")
         atomic_write_text(output_dir / "report.md", report_markdown(report))
         counts = {name: {"problems": m["problems"], "samples": m["samples"]} for name, m in results[main.label].items()}
-        manifest = {
-            **header("evaluate", cfg, input_dir),  # as given, so that stage.is_done agrees
-            "model": main.ref,
-            "counts": counts,
-            "report": report,
-        }
-        return write_manifest(output_dir, manifest)
+        return {"model": main.ref, "counts": counts, "report": report}
+
+    def summary(self, manifest: dict[str, Any]) -> str:
+        """One part per benchmark and model, for a person to read at the end of a run."""
+        report = manifest.get("report", {})
+        parts = []
+        for name, label, m in table_rows(report) if report else []:
+            lo, hi = m["pass@1_ci95"]
+            cons = "".join(f", {k} {100 * v:.1f}" for k, v in m.items() if k.startswith("cons@"))
+            parts.append(
+                f"{name} ({label}): pass@1 {100 * m['pass@1']:.1f} (95% CI {100 * lo:.1f}-{100 * hi:.1f}){cons}, "
+                f"truncated {100 * m['truncation_rate']:.1f}% over {m['problems']} problems x n={m['n']}"
+            )
+        return "; ".join(parts) or "no report"
 
 
 def _evaluate_model(
@@ -385,13 +426,14 @@ def _evaluate_model(
             problems = bdir / "problems.jsonl"
             _write_problems(problems, rows[bench.name])
             gcfg = _generate_config(cfg, subject.ref, bench, problems)
-            if engine is None and _needs_samples(gcfg, bdir / "samples", len(rows[bench.name])):
+            needed = _needs_samples(gcfg, bdir / "samples", len(rows[bench.name]))
+            if engine is None and needed:
                 engine = own = generate.start_engine(gcfg)
             gen = generate.run(gcfg, None, bdir / "samples", engine=engine)
             m = _score_benchmark(cfg, bench, bdir, {r["id"] for r in rows[bench.name]})
             m["published"] = benchmarks.published_for(bench, subject.published_as)
             m["published_cons"] = benchmarks.published_for(bench, subject.published_as, cons=True)
-            m["last_run_samples"] = gen.get("last_run", {}).get("samples", 0)
+            m["last_run_samples"] = gen.get("last_run", {}).get("samples", 0) if needed else 0
             if bench.note:
                 m["note"] = bench.note
             results[bench.name] = m
@@ -434,33 +476,13 @@ def _needs_samples(gcfg: generate.GenerateConfig, samples_dir: Path, problems: i
     )
 
 
-def summary(manifest: dict[str, Any]) -> str:
-    """One part per benchmark and model, for a person to read at the end of a run."""
-    report = manifest.get("report", {})
-    parts = []
-    for name, label, m in table_rows(report) if report else []:
-        lo, hi = m["pass@1_ci95"]
-        cons = "".join(f", {k} {100 * v:.1f}" for k, v in m.items() if k.startswith("cons@"))
-        parts.append(
-            f"{name} ({label}): pass@1 {100 * m['pass@1']:.1f} (95% CI {100 * lo:.1f}-{100 * hi:.1f}){cons}, "
-            f"truncated {100 * m['truncation_rate']:.1f}% over {m['problems']} problems x n={m['n']}"
-        )
-    return "; ".join(parts) or "no report"
-
-
 def _benchmark_list(text: str) -> str:
     """`--benchmarks a,b` as the YAML list override `[a, b]`."""
     return "[" + ", ".join(s.strip() for s in text.split(",") if s.strip()) + "]"
 
 
-def main(argv: list[str] | None = None) -> int:
-    flags = {
-        "--model": ("evaluate.model", str, "the model (path, Hub id or bundled:NAME; default: the run's student)"),
-        "--benchmarks": ("evaluate.benchmarks", _benchmark_list, "comma-separated: " + ", ".join(benchmarks.names())),
-        "--n": ("evaluate.n", int, "samples per problem"),
-        "--limit": ("evaluate.limit", int, "at most this many problems per benchmark"),
-    }
-    return stage_main("evaluate", EvaluateConfig, run, argv, __doc__, flags)
+STAGE = EvaluateStage()
+run, main, summary = STAGE.run, STAGE.main, STAGE.summary
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from r1distill.core.store import StageError
+from r1distill.core.store import StageError, read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +51,10 @@ class Benchmark:
         path = Path(path)
         if not path.exists():
             raise StageError(f"{path}: benchmark file not found (decontam.benchmarks[].path)")
-        text = path.read_text(encoding="utf-8")
-        rows: list[Any] = json.loads(text) if path.suffix == ".json" else []
-        if path.suffix != ".json":
-            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+        if path.suffix == ".json":
+            rows: list[Any] = json.loads(path.read_text(encoding="utf-8"))
+        else:
+            rows = [row for _, row in read_jsonl(path, skip_blank=True)]
         fields = [f.strip() for f in field.split(",")]  # `problem,question`: the first field present wins
         problems = []
         for i, row in enumerate(rows):
@@ -80,6 +80,7 @@ class Decontaminator:
         self.min_overlap = min_overlap
         self.numbers_masked = numbers_masked
         self._refs: list[tuple[str, int]] = []  # (benchmark, row) per indexed problem
+        self._texts: dict[tuple[str, int], str] = {}  # the benchmark problem, shown as a drop's evidence
         self._whole: dict[str, int] = {}
         self._index: dict[bool, dict[tuple[str, ...], list[int]]] = {False: {}, True: {}}
         self._size: dict[bool, list[int]] = {False: [], True: []}
@@ -91,6 +92,7 @@ class Decontaminator:
     def _add(self, name: str, row: int, problem: str, min_masked_tokens: int) -> None:
         ref = len(self._refs)
         self._refs.append((name, row))
+        self._texts[(name, row)] = problem
         self._whole.setdefault(" ".join(tokens(problem)), ref)
         for masked in (False, True):
             toks = tokens(problem, masked)
@@ -102,6 +104,10 @@ class Decontaminator:
             index = self._index[masked]
             for gram in grams:
                 index.setdefault(gram, []).append(ref)
+
+    def text_of(self, hit: dict[str, Any]) -> str:
+        """The benchmark problem a `match` result names (what a person compares the training problem with)."""
+        return self._texts.get((hit["benchmark"], hit["row"]), "")
 
     def match(self, problem: str) -> dict[str, Any] | None:
         """{"benchmark", "row", "overlap", "variant"} of the best-overlapping benchmark problem over the threshold."""

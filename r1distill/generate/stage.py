@@ -8,12 +8,9 @@ on disk yet; every requested sample ends up in the output exactly once. The mani
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import sys
-import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,29 +18,19 @@ from typing import Any
 from r1distill.cluster.sharding import link_shards, parse_shard, shard_dir, shard_of
 from r1distill.core.config import config_hash
 from r1distill.core.models import BUNDLED, resolve_model
-from r1distill.core.progress import Progress
-from r1distill.core.records import Sample, sample_id
-from r1distill.core.stage import header, stage_main
-from r1distill.core.store import (
-    ShardWriter,
-    StageError,
-    atomic_write_text,
-    clear_manifest,
-    iter_records,
-    locked,
-    recover,
-    write_manifest,
-)
-from r1distill.generate.engines import ENGINES, Engine, Request, make_engine
+from r1distill.core.stage import Flag, Stage, flag_overrides, output_error, setup_logging
+from r1distill.core.store import StageError, atomic_write_text, locked
+from r1distill.generate.cli import add_source_flags, recipe_without_file, source_from_flags
+from r1distill.generate.engines import ENGINES, Engine, make_engine
 from r1distill.generate.engines.openai_http import HTTPSettings
-from r1distill.generate.logprobs import encode
-from r1distill.generate.prompts import Prompt, SourceConfig, load_prompts
+from r1distill.generate.plan import Plan, disk_summary, prompt_check, wanted_on_disk
+from r1distill.generate.prompts import SourceConfig, scan_prompts
+from r1distill.generate.stream import resume_state, stream
 
 log = logging.getLogger(__name__)
 
 # DeepSeek-R1's recommended sampling; the recipe's `sampling:` is merged over it and handed to SamplingParams.
 R1_SAMPLING = {"temperature": 0.6, "top_p": 0.95, "max_tokens": 32768}
-STATE = "_generate_state.json"
 
 
 @dataclass
@@ -87,19 +74,6 @@ def content_hash(cfg: GenerateConfig, model: str) -> str:
     """What decides a sample's text: resuming into a folder made with a different value would mix two teachers."""
     keys = ("engine", "system_prompt", "prompt_template", "prefill", "seed", "vllm", "logprobs")
     return config_hash({"model": model, "sampling": sampling_params(cfg), **{k: getattr(cfg, k) for k in keys}})
-
-
-def request_seed(base: int | None, sid: str) -> int | None:
-    """A per-sample seed derived from the id: a resumed sample is drawn exactly as it would have been."""
-    if base is None:
-        return None
-    return int.from_bytes(hashlib.sha256(f"{base}:{sid}".encode()).digest()[:4], "little") & 0x7FFFFFFF
-
-
-def messages_for(cfg: GenerateConfig, prompt: Prompt) -> list[dict[str, str]]:
-    msgs = [{"role": "system", "content": cfg.system_prompt}] if cfg.system_prompt else []
-    msgs.append({"role": "user", "content": cfg.prompt_template.replace("{problem}", prompt.problem)})
-    return msgs
 
 
 def teacher_model(cfg: GenerateConfig) -> str:
@@ -152,208 +126,160 @@ def validate(cfg: GenerateConfig) -> None:
     check_engine(cfg.engine, cfg.http, sampling_params(cfg), "generate")
 
 
-def _resume_state(output_dir: Path, chash: str) -> set[str]:
-    """Ids already on disk, after sealing what a killed run left; refuses a folder of a different teacher config."""
-    state_path = output_dir / STATE
-    if state_path.exists():
-        previous = json.loads(state_path.read_text())["content_hash"]
-        if previous != chash:
-            raise StageError(
-                f"{output_dir} holds samples from a different teacher/sampling config ({previous} != {chash}); "
-                "use another --output or delete that folder"
-            )
-    else:
-        atomic_write_text(state_path, json.dumps({"content_hash": chash}) + "\n")
-    recover(output_dir)
-    return {rec["id"] for rec in iter_records(output_dir)}
+@dataclass
+class Job:
+    """What `prepare` found, before the output folder is touched: the prompts (as a streamable plan) and the
+    resolved teacher."""
+
+    plan: Plan
+    model: str
+    sampling: dict[str, Any]
+    chash: str
 
 
-def _summary(output_dir: Path, wanted: set[str]) -> dict[str, Any]:
-    finish: Counter[str] = Counter()
-    prompt_tokens = completion_tokens = samples = 0
-    ids: set[str] = set()
-    for rec in iter_records(output_dir):
-        if rec["id"] in ids:
-            raise StageError(f"{output_dir}: sample {rec['id']} written twice; the folder is corrupt, regenerate it")
-        ids.add(rec["id"])
-        samples += 1
-        finish[str(rec["meta"].get("finish_reason"))] += 1
-        prompt_tokens += rec["meta"].get("prompt_tokens", 0)
-        completion_tokens += rec["meta"].get("completion_tokens", 0)
-    missing = wanted - ids
-    if missing:
-        raise StageError(f"{output_dir}: {len(missing)} requested samples missing (e.g. {min(missing)}); rerun")
-    return {
-        "samples": samples,
-        "extra_samples": len(ids - wanted),
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "mean_completion_tokens": round(completion_tokens / max(samples, 1), 1),
-        "finish_reasons": dict(finish),
+class GenerateStage(Stage):
+    name, Config, upstream, needs_input = "generate", GenerateConfig, None, False
+    flags = {
+        "--model": Flag("generate.model", str, "teacher: a local HF folder, a Hub id or bundled:smollm2", "MODEL"),
+        "--n": Flag("generate.n", int, "samples per prompt", "N"),
+        "--limit": Flag("generate.limit", int, "at most this many prompts from each source", "N"),
+        "--shard": Flag("generate.shard", str, "generate only shard i of N (e.g. a Slurm array task)", "i/N"),
+        "--merge-shards": Flag("generate.merge_shards", int, "check all N shards finished and combine them", "N"),
+        "--temperature": Flag("generate.sampling.temperature", float, "sampling temperature (R1: 0.6)", "T"),
+        "--top-p": Flag("generate.sampling.top_p", float, "nucleus sampling (R1: 0.95)", "P"),
+        "--max-tokens": Flag("generate.sampling.max_tokens", int, "token budget per answer (R1: 32768)", "N"),
+        "--engine": Flag("generate.engine", str, "vllm, openai or ray", "NAME"),
     }
 
+    def parser(self, doc: str | None):
+        """The stage's parser, plus the flags that describe one prompt source, so that no recipe is needed:
+        `python -m r1distill.generate --model M --dataset data.jsonl --problem-field question --n 8 -o out/`."""
+        p = super().parser(doc)
+        for action in p._actions:
+            if action.dest == "config":
+                action.required = False
+                action.help = "recipe YAML (optional: the flags below describe a run without one)"
+        add_source_flags(p)
+        return p
 
-def run(cfg: GenerateConfig, input_dir: Path | None, output_dir: Path, engine: Engine | None = None) -> dict[str, Any]:
-    """Generate every missing (prompt, k) sample into `output_dir` and write its manifest. Returns the manifest.
+    def main(self, argv: list[str] | None = None, doc: str | None = None) -> int:
+        args = self.parser(doc or __doc__).parse_intermixed_args(argv)
+        setup_logging(args.verbose)
+        try:
+            overrides = flag_overrides(self.flags, args)
+            if args.config is None and not (args.dataset and args.output):
+                raise StageError("generate: give --config RECIPE, or --dataset and --output (see --help)")
+            config = args.config if args.config is not None else recipe_without_file(args)
+            if args.dataset:
+                overrides.append("generate.sources=" + json.dumps([source_from_flags(args)]))
+        except StageError as e:
+            print(f"r1distill generate: error: {e}", file=sys.stderr)
+            return 2
+        return self.cli(config, overrides, args.input, args.output, args.force)
 
-    `engine` lets a caller reuse a running engine; by default one is started from the config (after every input
-    has been checked, so bad input fails fast).
-    """
-    output_dir = Path(output_dir)
-    if cfg.n < 1:
-        raise StageError("generate.n: must be at least 1")
-    prompts = load_prompts(cfg.sources, cfg.limit)
-    model = teacher_model(cfg)
-    sampling = sampling_params(cfg)
-    if cfg.engine in ("vllm", "ray"):
-        _check_sampling(sampling)
-    chash = content_hash(cfg, model)
-    if cfg.shard and cfg.merge_shards:
-        raise StageError("generate: give either shard (run one shard) or merge_shards (combine them), not both")
-    if cfg.shard:
-        i, n = parse_shard(cfg.shard)
-        prompts = [p for p in prompts if shard_of(p.source, p.row, n) == i]
-        output_dir = shard_dir(output_dir, i, n)
-    with locked(output_dir):
-        clear_manifest(output_dir)
-        wanted = {sample_id(p.source, p.row, k) for p in prompts for k in range(cfg.n)}
+    def run(self, cfg: GenerateConfig, input_dir, output_dir, force: bool = False, **kw: Any) -> dict[str, Any]:
+        """The base lifecycle, after trying the folder's lock first: a second run on a folder in use is refused
+        before the checks below import vLLM and read every prompt (which alone took ~50 s)."""
+        folder = self.output_dir(cfg, Path(output_dir)) if not (cfg.shard and cfg.merge_shards) else None
+        if folder is not None and folder.is_dir():
+            try:
+                with locked(folder):
+                    pass
+            except OSError as e:  # a read-only folder, say: the base words it as it would
+                raise output_error(e, folder) from None
+        return super().run(cfg, input_dir, output_dir, force=force, **kw)
+
+    def validate(self, cfg: GenerateConfig) -> None:
+        validate(cfg)
+        if cfg.n < 1:
+            raise StageError("generate.n: must be at least 1")
+        if cfg.shard and cfg.merge_shards:
+            raise StageError("generate: give either shard (run one shard) or merge_shards (combine them), not both")
+
+    def describe(self, cfg: GenerateConfig, inp, recipe) -> list[tuple[str, str]]:
+        from r1distill.pipeline import describe
+
+        return [
+            describe.model_line("teacher", cfg, recipe.run_dir),
+            *[("prompts", describe.source_text(src)) for src in cfg.sources],
+            ("sampling", f"n={cfg.n}, {describe.sampling_text(cfg.sampling)}"),
+            describe.engine_line(cfg, recipe, sharded=True),
+        ]
+
+    def output_dir(self, cfg: GenerateConfig, output_dir: Path) -> Path:
+        return shard_dir(output_dir, *parse_shard(cfg.shard)) if cfg.shard else output_dir
+
+    def prepare(self, cfg: GenerateConfig, input_dir: Path | None, output_dir: Path) -> Job:
+        """Every prompt read and checked (rows, unique ids, length against the teacher's context) and the teacher
+        resolved, so bad input fails before any engine starts; only the prompts' id hashes are kept."""
+        model = teacher_model(cfg)
+        sampling = sampling_params(cfg)
+        if cfg.engine in ("vllm", "ray"):
+            _check_sampling(sampling)
+        keep = None
+        if cfg.shard:
+            i, n = parse_shard(cfg.shard)
+            keep = lambda p: shard_of(p.source, p.row, n) == i  # noqa: E731
+        keys = scan_prompts(cfg.sources, cfg.limit, keep=keep, each=prompt_check(cfg, model))
+        return Job(Plan(cfg, keep, keys), model, sampling, content_hash(cfg, model))
+
+    def work(
+        self, cfg: GenerateConfig, input_dir, output_dir: Path, job: Job, engine: Engine | None = None, **kw
+    ) -> dict[str, Any]:
+        """Generate every missing (prompt, k) sample (`engine`: a running one to reuse), then check the folder holds
+        exactly the wanted samples. Prompts and requests are streamed: memory follows the engine's window."""
+        plan, model, sampling, chash = job.plan, job.model, job.sampling, job.chash
         if cfg.merge_shards:
             shard_manifests = link_shards(output_dir, cfg.merge_shards, chash)
             extra = {
                 "merged_shards": cfg.merge_shards,
                 "shard_wall_s": [m.get("last_run", {}).get("wall_s") for m in shard_manifests],
             }
-            return _finish(cfg, input_dir, output_dir, model, chash, sampling, prompts, wanted, extra)
-        done = _resume_state(output_dir, chash)
-        todo = [(p, k) for p in prompts for k in range(cfg.n) if sample_id(p.source, p.row, k) not in done]
-        if done - wanted:
-            log.warning("%s: %d samples on disk are not requested by this config; kept", output_dir, len(done - wanted))
-        log.info(
-            "generate: %d prompts x n=%d: %d on disk, %d to go", len(prompts), cfg.n, len(wanted) - len(todo), len(todo)
-        )
-        errors, this_run = _generate(cfg, engine, model, sampling, todo, output_dir, len(wanted) - len(todo))
+            return _finish(cfg, output_dir, model, chash, sampling, plan, extra)
+        done = resume_state(output_dir, chash)
+        on_disk = wanted_on_disk(output_dir, plan)
+        if len(done) > on_disk:
+            log.warning(
+                "%s: %d samples on disk are not requested by this config; kept", output_dir, len(done) - on_disk
+            )
+        todo = plan.wanted - on_disk
+        log.info("generate: %d prompts x n=%d: %d on disk, %d to go", len(plan.keys), cfg.n, on_disk, todo)
+        pairs = plan.pairs(done) if todo else iter(())
+        errors, this_run = stream(cfg, engine, model, sampling, pairs, todo, output_dir, on_disk)
         if errors:
             path = output_dir / "errors.jsonl"
             atomic_write_text(path, "".join(json.dumps(e) + "\n" for e in errors))
             raise StageError(f"{len(errors)} requests failed (first: {errors[0]['error']}); see {path}; rerun to retry")
         (output_dir / "errors.jsonl").unlink(missing_ok=True)
-        return _finish(cfg, input_dir, output_dir, model, chash, sampling, prompts, wanted, {"last_run": this_run})
+        return _finish(cfg, output_dir, model, chash, sampling, plan, {"last_run": this_run})
+
+    def summary(self, manifest: dict[str, Any]) -> str:
+        """One line a person reads at the end of a run."""
+        s, last = manifest["stats"], manifest.get("last_run", {})
+        finish = ", ".join(f"{k} {v}" for k, v in sorted(s["finish_reasons"].items()))
+        rate = f", this run {last['output_tok_per_s']:.0f} output tok/s" if last.get("samples") else ""
+        return (
+            f"{s['samples']} samples ({manifest['counts']['prompts']} prompts x n={manifest['counts']['n']}), "
+            f"{s['completion_tokens']} output tokens (mean {s['mean_completion_tokens']}){rate}; finish: {finish}"
+        )
 
 
-def _finish(cfg, input_dir, output_dir, model, chash, sampling, prompts, wanted, extra) -> dict[str, Any]:
-    """Check the folder holds exactly the wanted samples and write the manifest (last)."""
-    summary = _summary(output_dir, wanted)
-    manifest = {
-        **header("generate", cfg, input_dir),
+def _finish(cfg, output_dir, model, chash, sampling, plan: Plan, extra) -> dict[str, Any]:
+    """The manifest body, once the folder is checked to hold exactly the wanted samples."""
+    summary = disk_summary(output_dir, plan)
+    return {
         "teacher": model,
         "teacher_ref": cfg.model,
         "content_hash": chash,
         "sampling": sampling,
-        "counts": {"prompts": len(prompts), "n": cfg.n, "samples": summary["samples"]},
+        "counts": {"prompts": len(plan.keys), "n": cfg.n, "samples": summary["samples"]},
         "stats": summary,
         **extra,
     }
-    return write_manifest(output_dir, manifest)
 
 
-def _generate(cfg, engine, model, sampling, todo, output_dir, already) -> tuple[list[dict[str, str]], dict]:
-    """Stream the todo samples to disk; returns the failed requests and this run's figures."""
-    if not todo:
-        return [], {"samples": 0}
-    requests = {}
-    for p, k in todo:
-        sid = sample_id(p.source, p.row, k)
-        seed = request_seed(cfg.seed, sid)
-        requests[sid] = (p, k, Request(sid, messages_for(cfg, p), sampling, cfg.prefill, seed, cfg.logprobs))
-    own = engine is None
-    if own:
-        engine = start_engine(cfg, model)
-    teacher = {**engine.describe(), "model": cfg.model}
-    errors: list[dict[str, str]] = []
-    progress = Progress(total=already + len(todo), desc="generate", initial=already)
-    t0 = time.monotonic()
-    try:
-        with ShardWriter(output_dir, cfg.rows_per_shard) as writer:
-            for c in engine.generate(req for _, _, req in requests.values()):
-                prompt, k, req = requests[c.id]
-                if c.error:
-                    errors.append({"id": c.id, "error": c.error})
-                    continue
-                sample = Sample(
-                    id=c.id,
-                    source=prompt.source,
-                    row=prompt.row,
-                    k=k,
-                    domain=prompt.domain,
-                    problem=prompt.problem,
-                    messages=req.messages,
-                    reference=prompt.reference,
-                    completion=c.text if c.full else cfg.prefill + c.text,
-                    meta={
-                        **c.extra,
-                        "teacher": teacher,
-                        "sampling": {**sampling, "seed": req.seed if engine.supports_seed else None},
-                        "prefill": cfg.prefill,
-                        "finish_reason": c.finish_reason,
-                        "prompt_tokens": c.prompt_tokens,
-                        "completion_tokens": c.completion_tokens,
-                    },
-                )
-                if cfg.logprobs:
-                    if c.logprobs is None:
-                        errors.append({"id": c.id, "error": "the engine returned no logprobs"})
-                        continue
-                    blob = encode(*c.logprobs, k=cfg.logprobs)
-                    file, offset = writer.write_blob(blob)  # bytes first: a written sample always has them
-                    sample.meta["logprobs"] = {
-                        "file": file,
-                        "offset": offset,
-                        "tokens": len(c.logprobs[0]),
-                        "k": cfg.logprobs,
-                    }
-                writer.write(sample.to_json())
-                progress.update(1, c.completion_tokens)
-    finally:
-        progress.close()
-        if own:
-            engine.close()
-    wall = time.monotonic() - t0
-    log.info(
-        "generate: wrote %d samples (%d output tokens) in %.1f s: %.1f output tok/s, %d failed -> %s",
-        progress.items,
-        progress.tokens,
-        wall,
-        progress.tokens / max(wall, 1e-9),
-        len(errors),
-        output_dir,
-    )
-    return errors, {
-        "samples": progress.items,
-        "output_tokens": progress.tokens,
-        "wall_s": round(wall, 2),
-        "output_tok_per_s": round(progress.tokens / max(wall, 1e-9), 1),
-        "failed": len(errors),
-    }
-
-
-def summary(manifest: dict[str, Any]) -> str:
-    """One line a person reads at the end of a run."""
-    s, last = manifest["stats"], manifest.get("last_run", {})
-    finish = ", ".join(f"{k} {v}" for k, v in sorted(s["finish_reasons"].items()))
-    rate = f", this run {last['output_tok_per_s']:.0f} output tok/s" if last.get("samples") else ""
-    return (
-        f"{s['samples']} samples ({manifest['counts']['prompts']} prompts x n={manifest['counts']['n']}), "
-        f"{s['completion_tokens']} output tokens (mean {s['mean_completion_tokens']}){rate}; finish: {finish}"
-    )
-
-
-def main(argv: list[str] | None = None) -> int:
-    flags = {
-        "--limit": ("generate.limit", int, "at most this many prompts from each source"),
-        "--shard": ("generate.shard", str, "i/N: generate only shard i of N (e.g. a Slurm array task)"),
-        "--merge-shards": ("generate.merge_shards", int, "N: check all N shards finished and combine them"),
-    }
-    return stage_main("generate", GenerateConfig, run, argv, __doc__, flags)
+STAGE = GenerateStage()
+run, main, summary = STAGE.run, STAGE.main, STAGE.summary
 
 
 if __name__ == "__main__":

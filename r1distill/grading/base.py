@@ -11,7 +11,8 @@ class Grade:
     """Whether a completion is correct and why.
 
     `reason` is a short snake_case word counted in manifests: `correct`, `wrong_answer`, `no_answer`, `truncated`,
-    `timeout`, `runtime_error`, `output_limit`, `invalid_reference`, `unsupported_domain`, `grader_error`, ...
+    `timeout`, `unparseable` (an answer nested too deep or too long to grade), `runtime_error`, `output_limit`,
+    `invalid_reference`, `unsupported_domain`, `grader_error`, ...
     `extracted` is the answer the grader compared (for code: None, the program is too long to repeat).
     """
 

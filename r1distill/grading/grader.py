@@ -5,7 +5,9 @@
 - the final answer is the text after `</think>`; a completion cut inside its `<think>` block is `truncated`
   (finish_reason "length") or `no_answer`, unless `lenient_think` grades a completion that *stopped* without
   closing `<think>` on its whole text (for small teachers that never learnt the tag, e.g. the quickstart's);
-- `math`: `extract_answer` + math-verify in a `MathPool` (hard per-item deadline);
+- `math`: the final answer is screened in-process (`answer.screen`, `answer.boxes`: linear, so no text can stall
+  the caller), then read and compared by math-verify in a `MathPool` (hard per-item deadline); an answer nested
+  too deep or too long is `unparseable`;
 - `science`: a multiple-choice letter when the reference is one (GPQA-style), else graded like math;
 - `code`: the last Python block run against the tests in the sandbox (see `verifiers.code`).
 """
@@ -18,15 +20,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from r1distill.core.records import Sample, parse_completion
-from r1distill.grading.answer import extract_answer, extract_choice, reference_answer
+from r1distill.grading.answer import boxes, extract_choice, reference_answer, screen
 from r1distill.grading.base import Grade
 from r1distill.grading.code import grade_code_many
-from r1distill.grading.math import CORRECT, MathPool
+from r1distill.grading.math import UNPARSEABLE
+from r1distill.grading.pool import MathPool
 from r1distill.grading.sandbox import DEFAULT_PYTHON, Limits
 
 log = logging.getLogger(__name__)
 
 _LETTER = re.compile(r"^\(?([A-J])\)?\.?$")
+_FINAL_PHRASE = re.compile(r"final answer", re.IGNORECASE)
 MATH_DOMAINS = ("math", "science")
 
 
@@ -71,7 +75,7 @@ class Grader:
         """One `Grade` per sample, in order."""
         items = [_as_sample(s) for s in samples]
         grades: list[Grade | None] = [None] * len(items)
-        math_jobs: list[tuple[int, str, str]] = []
+        math_jobs: list[tuple[int, tuple[str, ...], str, str]] = []
         code_jobs: list[tuple[int, str, Any]] = []
         for i, s in enumerate(items):
             parsed = parse_completion(s.completion)
@@ -91,9 +95,9 @@ class Grader:
             else:
                 grades[i] = Grade(False, "unsupported_domain", None, {"domain": s.domain})
         if math_jobs:
-            verdicts = self.math.grade([(pred, gold) for _, pred, gold in math_jobs])
-            for (i, pred, _), (reason, detail) in zip(math_jobs, verdicts, strict=True):
-                grades[i] = Grade(reason == CORRECT, reason, pred, {"detail": detail} if detail else {})
+            verdicts = self.math.grade_final([job[1:] for job in math_jobs])
+            for (i, *_), (reason, detail, extracted) in zip(math_jobs, verdicts, strict=True):
+                grades[i] = Grade(reason == "correct", reason, extracted, {"detail": detail} if detail else {})
         if code_jobs:
             results = grade_code_many(
                 [(a, r) for _, a, r in code_jobs], self.code_limits, self.workers, self.python, self.isolation
@@ -103,7 +107,9 @@ class Grader:
         return [g if g is not None else Grade(False, "grader_error") for g in grades]
 
     @staticmethod
-    def _prepare_math(i: int, answer: str, reference: Any, jobs: list[tuple[int, str, str]]) -> Grade | None:
+    def _prepare_math(
+        i: int, answer: str, reference: Any, jobs: list[tuple[int, tuple[str, ...], str, str]]
+    ) -> Grade | None:
         """A final Grade when no math-verify call is needed, else None after queueing the job."""
         if reference is None or not str(reference).strip():
             return Grade(False, "invalid_reference", None, {"error": "empty reference"})
@@ -111,14 +117,21 @@ class Grader:
         letter = _LETTER.match(gold.strip())
         if letter:  # multiple choice: compare letters, never numbers
             choice = extract_choice(answer)
-            if choice is None:
-                return Grade(False, "no_answer")
-            ok = choice.value == letter.group(1)
-            return Grade(ok, "correct" if ok else "wrong_answer", choice.value)
-        extracted = extract_answer(answer)
-        if extracted is None:
+            if choice is not None:
+                ok = choice.value == letter.group(1)
+                return Grade(ok, "correct" if ok else "wrong_answer", choice.value)
+            # no choice pattern (`\\mathrm{E}`, `\\textbf{A}`): math-verify compares the letter as a symbol
+        text, refused = screen(answer)
+        if refused:
+            return Grade(False, UNPARSEABLE, None, {"detail": refused})
+        if not text.strip():
             return Grade(False, "no_answer")
-        jobs.append((i, extracted.value, gold))
+        found = boxes(text)
+        # One box and nothing after it claiming otherwise: the box alone is the answer, so samples boxing the same
+        # answer are one job, graded once. Else math-verify reads the text (see `math.grade_final`).
+        last = text.rfind("\\boxed")
+        alone = len(set(found)) == 1 and not _FINAL_PHRASE.search(text, max(last, 0))
+        jobs.append((i, tuple(found), "" if alone else text, gold))
         return None
 
 

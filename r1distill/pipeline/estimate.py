@@ -112,15 +112,15 @@ def _fmt_tokens(tokens: float | None) -> str:
     return f"{tokens:.0f}"
 
 
-def estimate(steps: list[dict[str, Any]], assume: dict[str, float] | None = None) -> tuple[list[Line], dict]:
+def estimate(steps: list, assume: dict[str, float] | None = None) -> tuple[list[Line], dict]:
     """One Line per costed stage of a plan (see r1distill.pipeline.run.plan), and the assumptions used."""
     a = {**ASSUMPTIONS, **(assume or {})}
-    by_stage = {s["stage"]: s for s in steps}
+    by_stage = {s.stage: s for s in steps}
     lines: list[Line] = []
     samples = prompts = mean_completion = None
     if "generate" in by_stage:
         step = by_stage["generate"]
-        cfg, manifest = step["cfg"], read_manifest(step["output"])
+        cfg, manifest = step.cfg, read_manifest(step.output)
         from r1distill.generate.stage import sampling_params
 
         budget = sampling_params(cfg)["max_tokens"]
@@ -151,22 +151,22 @@ def estimate(steps: list[dict[str, Any]], assume: dict[str, float] | None = None
     if "rl" in by_stage:
         lines.append(Line("rl", "GRPO", None, None, "not estimated: its cost is set by trl.max_steps x generations"))
     if "evaluate" in by_stage:
-        student = by_stage["sft"]["cfg"].model if "sft" in by_stage else None
+        student = by_stage["sft"].cfg.model if "sft" in by_stage else None
         lines.append(_evaluate_line(by_stage["evaluate"], a, student))
     return lines, a
 
 
 def _sft_line(by_stage, a, samples, prompts, mean_completion) -> Line:
     step = by_stage["sft"]
-    cfg = step["cfg"]
-    build = read_manifest(by_stage["build"]["output"]) if "build" in by_stage else None
+    cfg = step.cfg
+    build = read_manifest(by_stage["build"].output) if "build" in by_stage else None
     epochs = float(cfg.trl.get("num_train_epochs", a["default_epochs"]))
     max_len = cfg.trl.get("max_length") or cfg.trl.get("max_seq_length")
     if build:
         rows, per_row = build["counts"]["train"], build["lengths"]["train"]["mean"]
         basis = f"measured build: {rows:,} rows x mean {per_row:,.0f} tokens"
     elif samples is not None:
-        cap = by_stage.get("verify", {}).get("cfg")
+        cap = by_stage["verify"].cfg if "verify" in by_stage else None
         per_prompt = getattr(getattr(cap, "policy", None), "max_correct_per_prompt", None)
         rows = samples * a["keep_rate"]
         if per_prompt and prompts:
@@ -186,7 +186,7 @@ def _sft_line(by_stage, a, samples, prompts, mean_completion) -> Line:
 
 def _evaluate_line(step, a, student: str | None) -> Line:
     """Sampling cost of the evaluated model (the run's student unless evaluate.model names one) and baselines."""
-    cfg = step["cfg"]
+    cfg = step.cfg
     model = cfg.model or student
     from r1distill.generate.stage import R1_SAMPLING
 

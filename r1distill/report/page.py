@@ -40,6 +40,7 @@ padding:10px 14px;min-width:120px}.card b{display:block;font-size:22px}.card spa
 img{max-width:100%;border:1px solid #e4e7eb;margin:6px 0}
 .pair{display:flex;gap:12px;align-items:flex-start}.pair img{width:49%}
 code{font-size:12px;word-break:break-all}
+.ev{font-size:13px;white-space:pre-wrap}mark{background:#ffe08a}
 """
 
 
@@ -49,6 +50,10 @@ def _num(v: Any) -> str:
     if isinstance(v, int):
         return f"{v:,}"
     return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _thousands(v: Any) -> str:
+    return f"{v:,}" if isinstance(v, (int, float)) else "-"  # a split with no rows has only `n`
 
 
 def _pct(x: float | None) -> str:
@@ -141,7 +146,26 @@ def _section_funnel(m, out: Path) -> str:
                  f"{c.get('prompts_dropped', 0):,}. Rejected samples stay on disk under their reason's folder."
                  "</p>")  # fmt: skip
     table = _table(["stage", "step", "dropped", "remaining", "where to look / examples"], rows, {2, 3})
-    return f'<img src="funnel.png" alt="funnel from generated samples to dataset rows">{table}{note}'
+    evidence = _filter_evidence(m.get("filter") or {})
+    return f'<img src="funnel.png" alt="funnel from generated samples to dataset rows">{table}{note}{evidence}'
+
+
+def _filter_evidence(fil: dict[str, Any]) -> str:
+    """Up to three drops per filter reason, each with its excerpt highlighted in its context and the threshold."""
+    evidence = fil.get("evidence") or {}
+    if not evidence:
+        return ""
+    rows = []
+    for reason, items in evidence.items():
+        for ev in items[:3]:
+            text = (f"…{escape(ev.get('before', ''))}<mark>{escape(ev.get('excerpt', ''))}</mark>"
+                    f"{escape(ev.get('after', ''))}…").replace("\n", "⏎ ")  # fmt: skip
+            rule = escape(json.dumps(ev.get("threshold"), ensure_ascii=False))
+            rows.append([escape(reason), f"<code>{escape(ev['id'])}</code>",
+                         escape(f"{ev.get('part') or 'text'} @ {ev.get('offset', 0)}"), f"<code>{rule}</code>",
+                         f'<span class="ev">{text}</span>'])  # fmt: skip
+    head = ["reason", "sample", "where", "threshold", "evidence (highlighted)"]
+    return "<h3>Why: evidence of the first drops per filter reason</h3>" + _table(head, rows)
 
 
 def _section_lengths(run_dir: Path, m, out: Path) -> str:
@@ -150,7 +174,7 @@ def _section_lengths(run_dir: Path, m, out: Path) -> str:
     if fil and fil.get("lengths", {}).get("completion_tokens"):
         lt = fil["lengths"]["completion_tokens"]
         keys = ["n", "mean", "p10", "p50", "p90", "p99", "max"]
-        rows = [[escape(k)] + [f"{lt[k].get(q, '-'):,}" for q in keys] for k in lt]
+        rows = [[escape(k)] + [_thousands(lt[k].get(q)) for q in keys] for k in lt]
         html.append(
             "<p>Completion tokens before and after the filter:</p>" + _table(["", *keys], rows, set(range(1, 8)))
         )

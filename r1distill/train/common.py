@@ -81,10 +81,47 @@ def trainer_args(cls: type, trl: dict[str, Any], output_dir: Path, deepspeed: st
 
 
 def check_keys(cls: type, given: dict[str, Any], where: str) -> None:
-    """Settings passed to an upstream dataclass (SFTConfig, GRPOConfig, LoraConfig) must be its fields."""
+    """Settings passed to an upstream dataclass (SFTConfig, GRPOConfig, LoraConfig) must be its fields, each of a
+    type its annotation allows.
+
+    The dataclasses themselves accept anything (`num_train_epochs="two"` constructs fine) and the wrong type only
+    surfaces as a traceback deep in the Trainer or PEFT, after the model has loaded, so each given value is checked
+    against the field's own type hint here (pydantic, strict: no "16" for an int), naming the recipe key.
+    """
     unknown = sorted(set(given) - {f.name for f in dataclasses.fields(cls)})
     if unknown:
         raise ConfigError(f"{where}: unknown {cls.__name__} argument {unknown[0]!r} (see the {cls.__name__} docs)")
+    for key, value in given.items():
+        problem = _type_problem(cls, key, value)
+        if problem:
+            hint = " (YAML reads 4e-5 as text: write 4.0e-5)" if isinstance(value, str) and _number(value) else ""
+            raise ConfigError(f"{where}.{key}: {value!r} is not {problem} ({cls.__name__}.{key}){hint}")
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _type_problem(cls: type, key: str, value: Any) -> str | None:
+    """What `value` should be for `cls.key` ("a valid integer", ...), or None when it fits or cannot be judged."""
+    import typing
+
+    import pydantic
+
+    try:
+        hint = typing.get_type_hints(cls)[key]
+        adapter = pydantic.TypeAdapter(hint, config=pydantic.ConfigDict(arbitrary_types_allowed=True))
+    except Exception:  # an annotation pydantic cannot model (forward refs, exotic types): leave it to the library
+        return None
+    try:
+        adapter.validate_python(value, strict=True)
+    except pydantic.ValidationError as e:
+        return e.errors()[0]["msg"].replace("Input should be ", "")
+    return None
 
 
 def validate(cfg: Any, stage: str, trl_cls: type) -> None:
@@ -105,6 +142,7 @@ def lora_config(peft: dict[str, Any] | None, where: str):
     from peft import LoraConfig
 
     settings = {"task_type": "CAUSAL_LM", **peft}
+    check_keys(LoraConfig, peft, where)
     try:
         return LoraConfig(**settings)
     except (ValueError, TypeError) as e:
@@ -152,37 +190,39 @@ def check_resume(output_dir: Path, run_key: dict[str, Any], force: bool, stage: 
         state.write_text(json.dumps(run_key))
 
 
-def rank() -> int:
-    return int(os.environ.get("RANK", "0"))
+def _state():
+    from accelerate import PartialState
+
+    return PartialState()
 
 
 def is_main_process() -> bool:
-    return rank() == 0
+    """Rank 0 of the training job (accelerate's view; the trainer has opened the process group by then)."""
+    return _state().is_main_process
 
 
 def barrier() -> None:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
+    _state().wait_for_everyone()
 
 
 def finish_distributed() -> None:
     """End a multi-process run cleanly (gloo/NCCL abort at interpreter exit otherwise)."""
-    import torch.distributed as dist
+    state = _state()
+    if state.num_processes > 1:
+        state.wait_for_everyone()
+        state.destroy_process_group()
 
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
 
-
-def save_final(trainer, tokenizer, output_dir: Path, card: str, base_model: str | None = None) -> None:
+def save_final(
+    trainer, tokenizer, output_dir: Path, card: str, base_model: str | None = None, model_config: dict | None = None
+) -> None:
     """Save model, tokenizer, generation config, trainer state and card into `output_dir` itself.
 
     Every rank takes part (ZeRO-3 gathers the weights); the files land in a temp folder first and rank 0 moves them
     into place, so a kill mid-save never leaves a half-written model looking complete (the manifest comes after).
     With LoRA (`base_model` given and an adapter saved) the folder holds the merged model, so vLLM, evaluate and rl
-    load it like any other, and the adapter itself goes to `adapter/`.
+    load it like any other, and the adapter itself goes to `adapter/`. `model_config` (sft.model_config) is applied
+    to the base before the merge, as it was for training.
     """
     output_dir = Path(output_dir)
     staging = output_dir / ".saving"
@@ -194,7 +234,7 @@ def save_final(trainer, tokenizer, output_dir: Path, card: str, base_model: str 
     if not is_main_process():
         return
     if base_model and (staging / "adapter_config.json").exists():
-        _merge_adapter(staging, base_model)
+        _merge_adapter(staging, base_model, model_config)
     tokenizer.save_pretrained(staging)
     trainer.state.save_to_json(str(staging / "trainer_state.json"))
     (staging / "README.md").write_text(card, encoding="utf-8")
@@ -206,7 +246,7 @@ def save_final(trainer, tokenizer, output_dir: Path, card: str, base_model: str 
     staging.rmdir()
 
 
-def _merge_adapter(folder: Path, base_model: str) -> None:
+def _merge_adapter(folder: Path, base_model: str, model_config: dict | None = None) -> None:
     """Move the PEFT adapter in `folder` to `folder/adapter` and write base + adapter merged into `folder`."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
@@ -216,7 +256,10 @@ def _merge_adapter(folder: Path, base_model: str) -> None:
     for path in list(folder.iterdir()):
         if path.is_file() and (path.name.startswith("adapter_") or path.name == "README.md"):
             os.replace(path, adapter / path.name)
-    base = AutoModelForCausalLM.from_pretrained(base_model, dtype="auto")
+    from r1distill.train.context import load_config
+
+    config = load_config(base_model, model_config)
+    base = AutoModelForCausalLM.from_pretrained(base_model, dtype="auto", **({"config": config} if config else {}))
     merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
     merged.save_pretrained(folder)
     log.info("LoRA merged into %s (adapter kept in %s)", folder, adapter)
@@ -236,10 +279,14 @@ def loss_history(output_dir: Path) -> list[dict[str, Any]]:
 def model_card(
     title: str, base_model: str, dataset: str, dataset_card_hash: str | None, config: dict, results: dict
 ) -> str:
-    """A Hub model card: what was trained, from what, on which dataset (and its card's hash), with which config."""
-    front = {"base_model": base_model, "library_name": "transformers", "tags": ["r1distill", "reasoning"]}
-    lines = ["---", *(f"{k}: {json.dumps(v)}" for k, v in front.items()), "---", "", f"# {title}", ""]
-    lines += [
+    """A Hub model card (huggingface_hub's `ModelCard`): what was trained, from what, on which dataset (and its
+    card's hash), with which config. Models are named by the recipe's reference (a Hub id, `bundled:smollm2`)."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    data = ModelCardData(base_model=base_model, library_name="transformers", tags=["r1distill", "reasoning"])
+    body = [
+        f"# {title}",
+        "",
         f"Fine-tuned from `{base_model}` by [r1distill](https://github.com/r1distill/r1distill).",
         "",
         f"- dataset: `{dataset}`" + (f" (card sha256 `{dataset_card_hash}`)" if dataset_card_hash else ""),
@@ -252,4 +299,4 @@ def model_card(
         "```",
         "",
     ]
-    return "\n".join(lines)
+    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body)))

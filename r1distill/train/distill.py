@@ -32,13 +32,13 @@ from typing import Any
 
 from r1distill.core.config import ConfigError, config_hash
 from r1distill.core.models import BUNDLED, load_tokenizer, resolve_model
-from r1distill.core.stage import header, stage_main
-from r1distill.core.store import StageError, manifest_hash, read_manifest, write_manifest
+from r1distill.core.stage import Stage
+from r1distill.core.store import StageError, manifest_hash, read_manifest
 from r1distill.generate import stage as generate
-from r1distill.generate.engines.base import Request, render_text
 from r1distill.generate.prompts import Prompt, SourceConfig
 from r1distill.generate.prompts import load_prompts as load_prompts_from
 from r1distill.train import common as training
+from r1distill.train import prompts as train_prompts
 
 log = logging.getLogger(__name__)
 
@@ -142,20 +142,8 @@ def check_vocabulary(student_tok: Any, teacher: str) -> None:
 
 
 def build_dataset(prompts: list[Prompt], gen: generate.GenerateConfig, tokenizer: Any):
-    """A `datasets.Dataset` of text prompts (template + prefill, as generate renders them) and ids."""
-    import datasets
-
-    if not getattr(tokenizer, "chat_template", None):
-        raise StageError(f"distill.model {gen.model!r}: its tokenizer has no chat template; start from a chat model")
-    probe = tokenizer("x").input_ids
-    bos = tokenizer.bos_token if tokenizer.bos_token_id is not None and probe[:1] == [tokenizer.bos_token_id] else None
-    rows = []
-    for p in prompts:
-        text = render_text(tokenizer, Request("", generate.messages_for(gen, p), prefill=gen.prefill))
-        if bos and text.startswith(bos):  # TRL tokenises text prompts with special tokens: no second BOS
-            text = text[len(bos) :]
-        rows.append({"prompt": text, "id": f"{p.source}/{p.row}"})
-    return datasets.Dataset.from_list(rows)
+    """The prompts as TRL's text-prompt dataset (template + prefill, as generate renders them; see train/prompts)."""
+    return train_prompts.build_dataset(prompts, gen, tokenizer, where="distill")
 
 
 def _defaults() -> dict[str, Any]:
@@ -165,11 +153,46 @@ def _defaults() -> dict[str, Any]:
     return defaults
 
 
-def run(cfg: DistillStageConfig, input_dir: Path | None, output_dir: Path, force: bool = False) -> dict[str, Any]:
-    """Distil on-policy from the teacher, save the student into `output_dir`, write the manifest last."""
-    output_dir = Path(output_dir)
-    input_dir = Path(input_dir) if input_dir else None
-    validate(cfg)
+class DistillStage(Stage):
+    name, Config, upstream, needs_input, distributed = "distill", DistillStageConfig, "sft", False, True
+
+    def input_stage(self, recipe: Any) -> str | None:
+        section = recipe.data.get("distill") or {}
+        return None if isinstance(section, dict) and section.get("model") else self.upstream
+
+    def validate(self, cfg: DistillStageConfig) -> None:
+        validate(cfg)
+
+    def describe(self, cfg: DistillStageConfig, inp, recipe) -> list[tuple[str, str]]:
+        from r1distill.pipeline import describe
+
+        return [
+            *describe.training_lines(self.name, cfg, inp, recipe),
+            ("teacher", cfg.teacher),
+            *[("prompts", describe.source_text(src)) for src in cfg.sources],
+        ]
+
+    def work(self, cfg: DistillStageConfig, input_dir, output_dir: Path, prepared, force: bool = False, **kw):
+        """Distil on-policy from the teacher, save the student; the manifest body on rank 0."""
+        return _train(cfg, input_dir, output_dir, force)
+
+    def summary(self, manifest: dict[str, Any]) -> str:
+        """One line for `r1distill run`: steps, prompts, teacher, divergence from first to last step."""
+        if not manifest:
+            return "not finished"
+
+        def num(x: Any) -> str:
+            return "-" if x is None else f"{x:.3f}"
+
+        where = "server" if manifest.get("teacher_server") else "in-process"
+        return (
+            f"{manifest.get('steps')} on-policy steps on {manifest.get('prompts')} prompts, teacher "
+            f"{manifest.get('teacher')} ({where}), divergence (beta {manifest.get('beta')}) "
+            f"{num(manifest.get('loss_first'))} -> {num(manifest.get('loss_last'))}"
+        )
+
+
+def _train(cfg: DistillStageConfig, input_dir: Path | None, output_dir: Path, force: bool) -> dict[str, Any] | None:
     model = student_model(cfg, input_dir)
     server = is_server(cfg.teacher)
     # TRL adds /v1/... itself to the server address
@@ -178,9 +201,7 @@ def run(cfg: DistillStageConfig, input_dir: Path | None, output_dir: Path, force
     tok.padding_side = "left"
     check_vocabulary(tok, teacher)
     prompts = load_prompts_from(cfg.sources, cfg.limit, "distill.sources")
-    gen = generate.GenerateConfig(sources=cfg.sources, model=model, limit=cfg.limit, system_prompt=cfg.system_prompt,
-                                  prompt_template=cfg.prompt_template, prefill=cfg.prefill)  # fmt: skip
-    dataset = build_dataset(prompts, gen, tok)
+    dataset = build_dataset(prompts, train_prompts.generate_config(cfg, model), tok)
     deepspeed = training.deepspeed_config(cfg.deepspeed, "distill.deepspeed")
     defaults = {**_defaults(), **({"teacher_model_server_url": teacher} if server else {})}
     args = training.trainer_args(config_class(cfg), cfg.trl, output_dir, deepspeed, "distill.trl", **defaults)
@@ -201,13 +222,12 @@ def run(cfg: DistillStageConfig, input_dir: Path | None, output_dir: Path, force
         {k: results[k] for k in ("steps", "loss_first", "loss_last")},
     )  # fmt: skip
     training.save_final(trainer, tok, output_dir, card, base_model=model if lora else None)
-    manifest = None
+    fields = None
     if training.is_main_process():
         fields = {"base_model": cfg.model or model, "teacher": cfg.teacher, "teacher_server": server,
                   "beta": args.beta, "prompts": len(prompts), **results}  # fmt: skip
-        manifest = write_manifest(output_dir, {**header("distill", cfg, input_dir), **fields})
     training.finish_distributed()
-    return manifest or {}
+    return fields
 
 
 def _trainer(server: bool, model: str, teacher: str, args, dataset, tok, lora):
@@ -243,24 +263,12 @@ def train_summary(log_history: list[dict[str, Any]], steps: int, wall: float, re
     }
 
 
-def summary(manifest: dict[str, Any]) -> str:
-    """One line for `r1distill run`: steps, prompts, teacher, divergence from first to last step."""
-    if not manifest:
-        return "not finished"
-
-    def num(x: Any) -> str:
-        return "-" if x is None else f"{x:.3f}"
-
-    where = "server" if manifest.get("teacher_server") else "in-process"
-    return (
-        f"{manifest.get('steps')} on-policy steps on {manifest.get('prompts')} prompts, teacher "
-        f"{manifest.get('teacher')} ({where}), divergence (beta {manifest.get('beta')}) "
-        f"{num(manifest.get('loss_first'))} -> {num(manifest.get('loss_last'))}"
-    )
+STAGE = DistillStage()
+run, summary = STAGE.run, STAGE.summary
 
 
 def main(argv: list[str] | None = None) -> int:
-    return stage_main("distill", Config, run, argv, __doc__)
+    return STAGE.main(argv)
 
 
 if __name__ == "__main__":

@@ -19,12 +19,11 @@ exactly as verify judges a teacher sample.
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from r1distill.core.config import ConfigError
+from r1distill.core.config import ConfigError, load_object
 from r1distill.core.records import Sample, parse_completion
 from r1distill.filter.checks.format import think_format
 from r1distill.filter.checks.repetition import dup_ngram_share, word_hashes
@@ -77,21 +76,6 @@ def format_reward(completions: Sequence[Any], *, prefill: str = "", **_: Any) ->
     return [1.0 if v.keep else 0.0 for v in verdicts]
 
 
-def overlong_penalty(tokens: int, max_tokens: int, cache_tokens: int) -> float:
-    """DAPO's soft overlong punishment: 0 up to `max_tokens - cache_tokens`, then falling linearly to -1 at
-    `max_tokens`, and -1 beyond.
-
-    >>> [overlong_penalty(n, 100, 20) for n in (50, 80, 90, 100, 120)]
-    [0.0, 0.0, -0.5, -1.0, -1.0]
-    """
-    start = max_tokens - cache_tokens
-    if tokens <= start:
-        return 0.0
-    if tokens >= max_tokens:
-        return -1.0
-    return (start - tokens) / cache_tokens
-
-
 def length_reward(
     completions: Sequence[Any],
     completion_ids: Sequence[Sequence[int]],
@@ -100,7 +84,8 @@ def length_reward(
     cache_tokens: int | None = None,
     **_: Any,
 ) -> list[float]:
-    """The soft overlong penalty (`overlong_penalty`) of each completion's token count, in [-1, 0].
+    """DAPO's soft overlong punishment of each completion's token count, in [-1, 0]: 0 up to `max_tokens -
+    cache_tokens`, then falling linearly to -1 at `max_tokens`. TRL's own (`trl.rewards.get_soft_overlong_punishment`).
 
     `max_tokens` defaults to GRPOConfig's `max_completion_length`; `cache_tokens` (the width of the linear ramp)
     to a fifth of it, DAPO's 4096 of 20480.
@@ -108,15 +93,20 @@ def length_reward(
     >>> length_reward(["a", "b", "c"], [[1] * 10, [1] * 90, [1] * 100], max_tokens=100, cache_tokens=20)
     [0.0, -0.5, -1.0]
     """
+    from trl.rewards import get_soft_overlong_punishment
+
     cache = cache_tokens if cache_tokens is not None else max(1, max_tokens // 5)
     if not 0 < cache <= max_tokens:
         raise ValueError(f"cache_tokens must be in 1..max_tokens ({max_tokens}), got {cache}")
-    return [overlong_penalty(len(ids), max_tokens, cache) for ids in completion_ids]
+    return get_soft_overlong_punishment(max_tokens, cache)(completion_ids=[list(ids) for ids in completion_ids])
 
 
 def repetition_reward(completions: Sequence[Any], *, ngram: int = 3, prefill: str = "", **_: Any) -> list[float]:
     """Minus the share of repeated word n-grams in reasoning and answer (the filter's `dup_ngram_share`), in [-1, 0]:
     a dense version of the repetition check, as open-r1's repetition penalty (n = 3 there too).
+
+    Not TRL's `get_repetition_penalty_reward`: that one counts token-id n-grams of the raw completion, so a policy
+    could learn to pass it while the filter, which reads words of the parsed reasoning and answer, still drops it.
 
     >>> repetition_reward(["one two three four five six", "go on go on go on go on"])
     [0.0, -0.6666666666666667]
@@ -148,11 +138,7 @@ def callable_name(fn: Reward) -> str:
 
 def _function(name: str, where: str) -> Reward:
     if ":" in name:
-        module_name, _, attr = name.partition(":")
-        try:
-            fn = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as e:
-            raise ConfigError(f"{where}: cannot load reward {name!r} ({e}); use 'package.module:function'") from None
+        fn = load_object(name, where, "reward", "function")
         if not callable(fn):
             raise ConfigError(f"{where}: {name!r} is not a function")
         return fn

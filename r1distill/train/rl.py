@@ -18,7 +18,6 @@ complete checkpoint in OUTPUT/checkpoints; manifest.json is written last.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
@@ -28,15 +27,13 @@ from typing import Any
 
 from r1distill.core.config import ConfigError, config_hash
 from r1distill.core.models import load_tokenizer, resolve_model
-from r1distill.core.stage import header, stage_main
-from r1distill.core.store import StageError, manifest_hash, read_manifest, write_manifest
-from r1distill.generate import stage as generate
-from r1distill.generate.engines.base import Request, render_text
+from r1distill.core.stage import Stage
+from r1distill.core.store import StageError, manifest_hash, read_manifest
 from r1distill.generate.prompts import Prompt, SourceConfig
-from r1distill.generate.prompts import load_prompts as load_prompts_from
 from r1distill.grading.grader import Grader
 from r1distill.train import common as training
 from r1distill.train import rewards, selection
+from r1distill.train.prompts import build_dataset, generate_config, load_prompts
 from r1distill.train.rewards import DEFAULT_WEIGHTS
 from r1distill.train.selection import SelectionConfig
 
@@ -77,11 +74,6 @@ class RLStageConfig:
 Config = RLStageConfig
 
 
-def upstream(recipe: Any) -> str:
-    """The run-dir folder rl starts from: distill's output when the recipe has a distill stage, else sft's."""
-    return "distill" if "distill" in recipe.data else "sft"
-
-
 def policy_model(cfg: RLStageConfig, input_dir: Path | None) -> str:
     """The model GRPO starts from: `rl.model`, or the finished sft folder."""
     if cfg.model:
@@ -92,51 +84,6 @@ def policy_model(cfg: RLStageConfig, input_dir: Path | None) -> str:
             "to a model folder, a Hub id or bundled:smollm2"
         )
     return str(input_dir)
-
-
-def load_prompts(cfg: RLStageConfig) -> list[Prompt]:
-    """Every prompt of `rl.sources`, validated (errors name rl.sources[i]); each needs a reference to be graded."""
-    prompts = load_prompts_from(cfg.sources, cfg.limit, "rl.sources")
-    for i, src in enumerate(cfg.sources):
-        if not src.answer_field:
-            raise StageError(f"rl.sources[{i}].answer_field: RL needs a reference answer (or tests) for every prompt")
-    return prompts
-
-
-def generate_config(cfg: RLStageConfig, model: str) -> generate.GenerateConfig:
-    """How prompts are rendered (and, for selection, sampled): the same settings generate uses."""
-    return generate.GenerateConfig(
-        sources=cfg.sources,
-        model=model,
-        limit=cfg.limit,
-        system_prompt=cfg.system_prompt,
-        prompt_template=cfg.prompt_template,
-        prefill=cfg.prefill,
-    )
-
-
-def _reference(value: Any) -> Any:
-    """Strings as they are; anything else (code tests, numbers) as JSON text, which the graders read back."""
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def build_dataset(prompts: list[Prompt], gen: generate.GenerateConfig, tokenizer: Any):
-    """A `datasets.Dataset` of text prompts (template + prefill, as generate renders them) with reference, domain
-    and id columns, which TRL hands to the reward functions."""
-    import datasets
-
-    probe = tokenizer("x").input_ids
-    bos = tokenizer.bos_token if tokenizer.bos_token_id is not None and probe[:1] == [tokenizer.bos_token_id] else None
-    if not getattr(tokenizer, "chat_template", None):
-        raise StageError(f"rl.model {gen.model!r}: its tokenizer has no chat template; start from a chat model")
-    rows = []
-    for p in prompts:
-        text = render_text(tokenizer, Request("", generate.messages_for(gen, p), prefill=gen.prefill))
-        if bos and text.startswith(bos):  # TRL tokenises text prompts with special tokens: no second BOS
-            text = text[len(bos) :]
-        key = selection.prompt_key(p.source, p.row)
-        rows.append({"prompt": text, "reference": _reference(p.reference), "domain": p.domain, "id": key})
-    return datasets.Dataset.from_list(rows)
 
 
 def _select(cfg: RLStageConfig, gen, model: str, prompts: list[Prompt], output_dir: Path, grader) -> list[dict]:
@@ -163,13 +110,54 @@ def validate(cfg: RLStageConfig) -> None:
     rewards.check(cfg.rewards, "rl.rewards", max_tokens=cfg.trl.get("max_completion_length", default))
 
 
-def run(cfg: RLStageConfig, input_dir: Path | None, output_dir: Path, force: bool = False) -> dict[str, Any]:
-    """Select prompts (optional), train with GRPO, save the model into `output_dir`, write the manifest last."""
+class RLStage(Stage):
+    name, Config, upstream, needs_input, distributed = "rl", RLStageConfig, "sft", False, True
+
+    def input_stage(self, recipe: Any) -> str | None:
+        section = recipe.data.get("rl") or {}
+        if isinstance(section, dict) and section.get("model"):
+            return None
+        return "distill" if "distill" in recipe.data else self.upstream  # after on-policy distillation, if any
+
+    def validate(self, cfg: RLStageConfig) -> None:
+        validate(cfg)
+
+    def describe(self, cfg: RLStageConfig, inp, recipe) -> list[tuple[str, str]]:
+        from r1distill.pipeline import describe
+
+        return [
+            *describe.training_lines(self.name, cfg, inp, recipe),
+            *[("prompts", describe.source_text(src)) for src in cfg.sources],
+            ("rewards", ", ".join(f"{k} x {v}" for k, v in cfg.rewards.items())),
+        ]
+
+    def work(self, cfg: RLStageConfig, input_dir, output_dir: Path, prepared, force: bool = False, **kw) -> dict | None:
+        """Select prompts (optional), train with GRPO, save the model; the manifest body on rank 0."""
+        return _train(cfg, input_dir, output_dir, force)
+
+    def summary(self, manifest: dict[str, Any]) -> str:
+        """One line for `r1distill run`: steps, prompts, reward (and each reward) and KL from first to last step."""
+        if not manifest:
+            return "not finished"
+
+        def num(x: Any) -> str:
+            return "-" if x is None else f"{x:.3f}"
+
+        parts = [f"{manifest.get('steps')} GRPO steps on {manifest.get('train_prompts')} prompts"]
+        sel = manifest.get("selection")
+        if sel:
+            parts[0] += f" (selected {sel['kept']} of {sel['measured']} by pass rate)"
+        parts.append(f"reward {num(manifest.get('reward_first'))} -> {num(manifest.get('reward_last'))}")
+        first, last = manifest.get("rewards_first") or {}, manifest.get("rewards_last") or {}
+        parts += [f"{name} {num(first.get(name))} -> {num(last.get(name))}" for name in last]
+        if manifest.get("kl_last") is not None:
+            parts.append(f"kl {num(manifest.get('kl_first'))} -> {num(manifest.get('kl_last'))}")
+        return ", ".join(parts)
+
+
+def _train(cfg: RLStageConfig, input_dir: Path | None, output_dir: Path, force: bool) -> dict[str, Any] | None:
     from trl import GRPOConfig, GRPOTrainer
 
-    output_dir = Path(output_dir)
-    input_dir = Path(input_dir) if input_dir else None
-    validate(cfg)
     model = policy_model(cfg, input_dir)
     prompts = load_prompts(cfg)
     deepspeed = training.deepspeed_config(cfg.deepspeed, "rl.deepspeed")
@@ -191,7 +179,7 @@ def run(cfg: RLStageConfig, input_dir: Path | None, output_dir: Path, force: boo
             rows = _select(cfg, gen, model, prompts, output_dir, grader)
             if cfg.select_only:
                 training.finish_distributed()
-                return {}
+                return None
             train_prompts = selection.kept_prompts(prompts, rows)
         elif cfg.select_only:
             raise StageError("rl: --select-only needs an rl.selection section")
@@ -219,7 +207,7 @@ def run(cfg: RLStageConfig, input_dir: Path | None, output_dir: Path, force: boo
         asdict(cfg), {k: results[k] for k in ("steps", "reward_first", "reward_last")},
     )  # fmt: skip
     training.save_final(trainer, tok, output_dir, card, base_model=model if lora else None)
-    manifest = None
+    fields = None
     if training.is_main_process():
         fields = {
             "base_model": cfg.model or model,
@@ -229,9 +217,8 @@ def run(cfg: RLStageConfig, input_dir: Path | None, output_dir: Path, force: boo
             "rewards": {rewards.callable_name(f): w for f, w in zip(funcs, weights, strict=True)},
             **results,
         }
-        manifest = write_manifest(output_dir, {**header("rl", cfg, input_dir), **fields})
     training.finish_distributed()
-    return manifest or {}
+    return fields
 
 
 def _prompts_description(cfg: RLStageConfig) -> str:
@@ -260,24 +247,8 @@ def train_summary(log_history: list[dict[str, Any]], steps: int, wall: float, re
     }
 
 
-def summary(manifest: dict[str, Any]) -> str:
-    """One line for `r1distill run`: steps, prompts, reward (and each reward) and KL from first to last step."""
-    if not manifest:
-        return "not finished"
-
-    def num(x: Any) -> str:
-        return "-" if x is None else f"{x:.3f}"
-
-    parts = [f"{manifest.get('steps')} GRPO steps on {manifest.get('train_prompts')} prompts"]
-    sel = manifest.get("selection")
-    if sel:
-        parts[0] += f" (selected {sel['kept']} of {sel['measured']} by pass rate)"
-    parts.append(f"reward {num(manifest.get('reward_first'))} -> {num(manifest.get('reward_last'))}")
-    first, last = manifest.get("rewards_first") or {}, manifest.get("rewards_last") or {}
-    parts += [f"{name} {num(first.get(name))} -> {num(last.get(name))}" for name in last]
-    if manifest.get("kl_last") is not None:
-        parts.append(f"kl {num(manifest.get('kl_first'))} -> {num(manifest.get('kl_last'))}")
-    return ", ".join(parts)
+STAGE = RLStage()
+run, summary = STAGE.run, STAGE.summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -285,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     if "--select-only" in argv:
         argv.remove("--select-only")
         argv.append("rl.select_only=true")
-    return stage_main("rl", Config, run, argv, __doc__)
+    return STAGE.main(argv)
 
 
 if __name__ == "__main__":

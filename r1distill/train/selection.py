@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from r1distill.core.config import config_hash
-from r1distill.core.store import StageError, atomic_write_text, iter_records, manifest_hash
+from r1distill.core.records import prompt_key
+from r1distill.core.store import StageError, atomic_write_text, iter_records, manifest_hash, read_jsonl
 from r1distill.generate import stage as generate
 from r1distill.generate.engines import Engine
 from r1distill.generate.engines.openai_http import HTTPSettings
@@ -52,10 +53,6 @@ class SelectionConfig:
             raise ValueError(f"selection.k must be at least 1, got {self.k}")
         if not 0.0 <= self.low <= self.high <= 1.0:
             raise ValueError(f"selection: need 0 <= low <= high <= 1, got low={self.low}, high={self.high}")
-
-
-def prompt_key(source: str, row: str) -> str:
-    return f"{source}/{row}"
 
 
 def pass_rates(verdicts: Iterable[tuple[str, bool]]) -> dict[str, tuple[int, int]]:
@@ -103,7 +100,7 @@ def read(output_dir: Path, key: str) -> list[dict[str, Any]] | None:
     path = Path(output_dir) / FILE
     if not path.exists():
         return None
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [row for _, row in read_jsonl(path, skip_blank=True)]
     return rows if rows and all(r.get("selection_hash") == key for r in rows) else None
 
 

@@ -12,19 +12,21 @@ the newest complete checkpoint in OUTPUT/checkpoints.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any
 
 from r1distill.core.config import config_hash, load_recipe
 from r1distill.core.models import BUNDLED, load_tokenizer, resolve_model
-from r1distill.core.stage import header, make_parser, resolve_dirs, setup_logging, stage_main
-from r1distill.core.store import StageError, manifest_hash, read_manifest, write_manifest
+from r1distill.core.stage import Stage, setup_logging
+from r1distill.core.store import StageError, manifest_hash, read_manifest
 from r1distill.train import common as training
+from r1distill.train import context
+from r1distill.train.sft_dataset import load_splits, trainable
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,9 @@ class SFTStageConfig:
     peft: dict[str, Any] | None = None
     kd: dict[str, Any] | None = None
     preflight: bool = True
+    # Set on the student's config before it loads, e.g. {rope_theta: 300000, max_position_embeddings: 32768} to
+    # train a 4k-context base at 32k (train/context.py); the trained model keeps them.
+    model_config: dict[str, Any] | None = None
 
 
 Config = SFTStageConfig
@@ -59,46 +64,11 @@ def validate(cfg: SFTStageConfig) -> None:
     training.validate(cfg, "sft", SFTConfig)
     if cfg.chat_template:
         preflight.template_path(cfg.chat_template, "sft.chat_template")
-
-
-def load_splits(cfg: SFTStageConfig, input_dir: Path | None) -> tuple[Any, Any, dict[str, Any]]:
-    """(train, validation or None, description) from the build folder or `cfg.dataset`."""
-    import datasets
-
-    source = Path(cfg.dataset) if cfg.dataset else input_dir
-    if source is None:
-        raise StageError("sft: no dataset; run build first, pass --input, or set sft.dataset")
-    if cfg.dataset and not source.exists():
-        try:
-            loaded = datasets.load_dataset(cfg.dataset)
-        except Exception as e:  # the Hub client raises many types; the user needs the id and the reason
-            raise StageError(f"sft.dataset {cfg.dataset!r}: cannot load ({e})") from None
-        return loaded["train"], loaded.get("validation") or loaded.get("test"), {"dataset": cfg.dataset}
-    data = source / "data" if (source / "data").is_dir() else source
-    files = {split: sorted(map(str, data.glob(f"{split}-*.parquet"))) for split in ("train", "validation")}
-    if not files["train"]:
-        raise StageError(f"sft: {source} holds no train-*.parquet; point sft.dataset (or --input) at a build folder")
-    if input_dir and not cfg.dataset and not read_manifest(source):
-        raise StageError(f"sft: {source} has no manifest.json (build did not finish); rerun build first")
-    splits = {k: datasets.load_dataset("parquet", data_files=v, split="train") for k, v in files.items() if v}
-    card = source / "README.md"
-    desc = {
-        "dataset": str(source),
-        "dataset_card_sha256": hashlib.sha256(card.read_bytes()).hexdigest() if card.exists() else None,
-    }
-    for name, split in splits.items():
-        if "messages" not in split.column_names:
-            raise StageError(f"sft: {files[name][0]} has no 'messages' column; build the dataset with r1distill build")
-    return splits["train"], splits.get("validation"), desc
-
-
-def _trainable(split, kd: bool):
-    """Keep only what TRL trains on; build's bookkeeping columns (problem, ...) would confuse its collator. KD also
-    keeps `meta`, which points each row at its teacher's logprob sidecar."""
-    if split is None:
-        return None
-    keep = ("messages", "id", "meta") if kd else ("messages", "id")
-    return split.select_columns([c for c in keep if c in split.column_names])
+    if cfg.model_config is not None and not isinstance(cfg.model_config, dict):
+        raise StageError("sft.model_config: expected a mapping of config fields, e.g. {rope_theta: 300000}")
+    defaults = {f.name: f.default for f in dataclass_fields(SFTConfig)}
+    trl = {**defaults, **cfg.trl}
+    context.check(cfg.model, cfg.model_config, trl["max_length"], bool(trl["packing"]), None)
 
 
 def prepare_tokenizer(cfg: SFTStageConfig, student: str, args, first_row: list[dict] | None, gen_config=None):
@@ -147,13 +117,14 @@ def prepare(cfg: SFTStageConfig, input_dir: Path | None, output_dir: Path, force
     student = resolve_model(cfg.model)
     deepspeed = training.deepspeed_config(cfg.deepspeed, "sft.deepspeed")
     args = training.trainer_args(SFTConfig, cfg.trl, output_dir, deepspeed, "sft.trl", **TRL_DEFAULTS)
+    _check_context(cfg, student, args, input_dir)
     _ = args.device  # joins the process group now (DeepSpeed/DDP), so the barriers below see every rank
     lora = training.lora_config(cfg.peft, "sft.peft")
     train, evaluation, described = load_splits(cfg, input_dir)
     if not len(train):
         raise StageError(f"sft: {described['dataset']} has no training rows")
     tok = prepare_tokenizer(cfg, student, args, train[0]["messages"], _generation_config(student))
-    train, evaluation = _trainable(train, bool(cfg.kd)), _trainable(evaluation, bool(cfg.kd))
+    train, evaluation = trainable(train, bool(cfg.kd)), trainable(evaluation, bool(cfg.kd))
     if evaluation is not None and args.eval_strategy == "no":
         evaluation = None  # it would be tokenised for nothing
     run_key = {"config_hash": config_hash(cfg), "input_hash": manifest_hash(input_dir) if input_dir else None}
@@ -174,30 +145,71 @@ def prepare(cfg: SFTStageConfig, input_dir: Path | None, output_dir: Path, force
     return Prepared(trainer, tok, student, lora is not None, described, len(train))
 
 
-def run(cfg: SFTStageConfig, input_dir: Path | None, output_dir: Path, force: bool = False) -> dict[str, Any]:
-    """Train (resuming from the newest complete checkpoint), save the model into `output_dir`, write the manifest
-    last; returns the manifest (on rank 0; {} elsewhere)."""
-    output_dir = Path(output_dir)
-    job = prepare(cfg, input_dir, output_dir, force)
-    resume = training.last_checkpoint(output_dir)
-    if resume:
-        log.info("sft: resuming from %s", resume)
-    t0 = time.monotonic()
-    job.trainer.train(resume_from_checkpoint=resume)
-    summary = _train_summary(job.trainer, time.monotonic() - t0, resume)
-    card = training.model_card(
-        f"{output_dir.name}: SFT of {cfg.model}", cfg.model, job.described["dataset"],
-        job.described.get("dataset_card_sha256"), asdict(cfg), summary,
-    )  # fmt: skip
-    training.save_final(job.trainer, job.tokenizer, output_dir, card, base_model=job.student if job.lora else None)
-    manifest = {}
-    if training.is_main_process():
-        _fix_generation_config(output_dir, job.tokenizer)
-        fields = {"base_model": cfg.model, **job.described, "train_rows": job.train_rows, **summary}
-        manifest = write_manifest(output_dir, {**header("sft", cfg, input_dir), **fields})
-        log.info("sft: %s -> %s", _describe(manifest), output_dir)
-    training.finish_distributed()
-    return manifest
+def _check_context(cfg: SFTStageConfig, student: str, args, input_dir: Path | None) -> None:
+    """Refuse before the model loads when `max_length` (or the longest built row) exceeds the student's context,
+    and hand TRL the student's config with `sft.model_config` applied."""
+    from transformers import AutoConfig
+
+    try:
+        hf = AutoConfig.from_pretrained(student)
+    except (OSError, ValueError) as e:
+        raise StageError(f"sft.model: cannot read the config of {student}: {e}") from None
+    build = read_manifest(input_dir) if input_dir and not cfg.dataset else None
+    longest = ((build or {}).get("lengths") or {}).get("train", {}).get("max")
+    context.check(cfg.model, cfg.model_config, args.max_length, args.packing, longest, config=hf.to_dict())
+    if cfg.model_config:
+        args.model_init_kwargs = {
+            **(args.model_init_kwargs or {}),
+            "config": context.apply_overrides(hf, cfg.model_config),
+        }
+        log.info("sft.model_config: %s applied to %s's config", cfg.model_config, cfg.model)
+
+
+class SFTStage(Stage):
+    name, Config, upstream, needs_input, distributed = "sft", SFTStageConfig, "build", False, True
+
+    def input_stage(self, recipe: Any) -> str | None:
+        section = recipe.data.get("sft") or {}
+        return None if isinstance(section, dict) and section.get("dataset") else self.upstream
+
+    def validate(self, cfg: SFTStageConfig) -> None:
+        validate(cfg)
+
+    def describe(self, cfg: SFTStageConfig, inp, recipe) -> list[tuple[str, str]]:
+        from r1distill.pipeline import describe
+
+        return describe.training_lines(self.name, cfg, inp, recipe) + [("data", str(cfg.dataset or inp))]
+
+    def work(
+        self, cfg: SFTStageConfig, input_dir, output_dir: Path, prepared, force: bool = False, **kw
+    ) -> dict | None:
+        """Train (resuming from the newest complete checkpoint) and save the model into `output_dir`; returns the
+        manifest body on rank 0."""
+        job = prepare(cfg, input_dir, output_dir, force)
+        resume = training.last_checkpoint(output_dir)
+        if resume:
+            log.info("sft: resuming from %s", resume)
+        t0 = time.monotonic()
+        job.trainer.train(resume_from_checkpoint=resume)
+        summary = _train_summary(job.trainer, time.monotonic() - t0, resume)
+        if cfg.model_config:
+            summary["model_config_overrides"] = cfg.model_config
+        card = training.model_card(
+            f"{output_dir.name}: SFT of {cfg.model}", cfg.model, job.described["dataset"],
+            job.described.get("dataset_card_sha256"), asdict(cfg), summary,
+        )  # fmt: skip
+        base = job.student if job.lora else None
+        overrides = cfg.model_config
+        training.save_final(job.trainer, job.tokenizer, output_dir, card, base_model=base, model_config=overrides)
+        fields = None
+        if training.is_main_process():
+            _fix_generation_config(output_dir, job.tokenizer)
+            fields = {"base_model": cfg.model, **job.described, "train_rows": job.train_rows, **summary}
+        training.finish_distributed()
+        return fields
+
+    def summary(self, manifest: dict[str, Any]) -> str:
+        return _describe(manifest) if manifest else "not finished"
 
 
 def _train_summary(trainer, wall: float, resume: str | None) -> dict[str, Any]:
@@ -249,10 +261,6 @@ def preflight_only(cfg: SFTStageConfig, input_dir: Path | None) -> None:
     prepare_tokenizer(cfg, student, args, train[0]["messages"], _generation_config(student))
 
 
-def summary(manifest: dict[str, Any]) -> str:
-    return _describe(manifest) if manifest else "not finished"
-
-
 def _describe(manifest: dict[str, Any]) -> str:
     speed = manifest.get("train_tokens_per_s")
     return (
@@ -263,11 +271,11 @@ def _describe(manifest: dict[str, Any]) -> str:
 
 def _preflight_main(argv: list[str]) -> int:
     """`--preflight-only`: the template checks on the real dataset, then exit (0: ready to train, 2: not)."""
-    args = make_parser("sft", __doc__).parse_intermixed_args(argv)
+    args = STAGE.parser(__doc__).parse_intermixed_args(argv)
     setup_logging(args.verbose)
     try:
         recipe = load_recipe(args.config, args.overrides)
-        input_dir, _ = resolve_dirs(recipe, "sft", args.input, args.output)
+        input_dir, _ = STAGE.resolve_dirs(recipe, args.input, args.output)
         preflight_only(recipe.section("sft", Config), input_dir)
     except StageError as e:
         print(f"r1distill sft: preflight failed: {e}", file=sys.stderr)
@@ -280,12 +288,16 @@ def _num(x: float | None) -> str:
     return "-" if x is None else f"{x:.3f}"
 
 
+STAGE = SFTStage()
+run, summary = STAGE.run, STAGE.summary
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--preflight-only" in argv:
         argv.remove("--preflight-only")
         return _preflight_main(argv)
-    return stage_main("sft", Config, run, argv, __doc__)
+    return STAGE.main(argv)
 
 
 if __name__ == "__main__":

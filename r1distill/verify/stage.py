@@ -31,20 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from r1distill.core.config import ConfigError, config_hash
-from r1distill.core.stage import header, stage_main
-from r1distill.core.store import (
-    ShardWriter,
-    StageError,
-    atomic_write_text,
-    clear_manifest,
-    iter_records,
-    locked,
-    manifest_hash,
-    recover,
-    require_complete,
-    shard_paths,
-    write_manifest,
-)
+from r1distill.core.records import key_hash, prompt_key
+from r1distill.core.stage import Stage
+from r1distill.core.store import ShardWriter, atomic_write_text, iter_records, manifest_hash, recover
 from r1distill.grading import Grade, Grader
 from r1distill.grading.sandbox import DEFAULT_PYTHON, LEVELS, Limits
 
@@ -95,7 +84,8 @@ class VerifyConfig:
 Config = VerifyConfig
 
 
-def _validate(cfg: VerifyConfig) -> None:
+def validate(cfg: VerifyConfig) -> None:
+    """The policy and grading settings, checked offline (also by `r1distill run --dry-run`)."""
     if cfg.policy.keep not in KEEP_CHOICES:
         raise ConfigError(f"verify.policy.keep: {cfg.policy.keep!r} is not one of: {', '.join(KEEP_CHOICES)}")
     m = cfg.policy.max_correct_per_prompt
@@ -110,33 +100,10 @@ def _validate(cfg: VerifyConfig) -> None:
         raise ConfigError("verify.workers, verify.batch_size and verify.code.concurrency must be >= 1")
 
 
-def _prompt_key(record: dict[str, Any]) -> str:
+def _prompt_of(record: dict[str, Any]) -> str:
     if "source" in record and "row" in record:
-        return f"{record['source']}/{record['row']}"
+        return prompt_key(record["source"], record["row"])
     return str(record["id"]).rsplit("/", 1)[0]
-
-
-def _where(input_dir: Path, n: int) -> str:
-    """`FILE:LINE` of the n-th record of a stage folder (shards in order), for error messages."""
-    for path in shard_paths(input_dir):
-        with open(path, "rb") as f:
-            rows = sum(1 for _ in f)
-        if n <= rows:
-            return f"{path}:{n}"
-        n -= rows
-    return f"{input_dir} (record #{n})"
-
-
-def _check_record(record: Any, n: int, input_dir: Path) -> dict[str, Any]:
-    if not isinstance(record, dict):
-        raise StageError(f"{_where(input_dir, n)}: not a JSON object; rerun generate into a fresh folder")
-    missing = [k for k in REQUIRED if k not in record]
-    if missing:
-        raise StageError(
-            f"{_where(input_dir, n)}: sample {record.get('id')!r} has no {missing[0]!r} field; "
-            "this is not a generate output (or an old one): rerun generate"
-        )
-    return record
 
 
 def _grading_stamp(cfg: VerifyConfig, input_dir: Path) -> str:
@@ -144,8 +111,9 @@ def _grading_stamp(cfg: VerifyConfig, input_dir: Path) -> str:
     return json.dumps({"grading": config_hash(grading), "input": manifest_hash(input_dir)})
 
 
-def _prepare_graded(graded: Path, cfg: VerifyConfig, input_dir: Path) -> set[str]:
-    """Ids already graded by an interrupted run of the same grading config on the same input (else start over)."""
+def _prepare_graded(graded: Path, cfg: VerifyConfig, input_dir: Path) -> set[int]:
+    """Ids (their `key_hash`es: a small int a sample, not its id string) already graded by an interrupted run of
+    the same grading config on the same input (else start over)."""
     stamp = graded / "stamp.json"
     want = _grading_stamp(cfg, input_dir)
     if graded.exists() and (not stamp.exists() or stamp.read_text() != want):
@@ -153,19 +121,19 @@ def _prepare_graded(graded: Path, cfg: VerifyConfig, input_dir: Path) -> set[str
     graded.mkdir(parents=True, exist_ok=True)
     atomic_write_text(stamp, want)
     recover(graded)
-    return {r["id"] for r in iter_records(graded)}
+    return {key_hash(r["id"]) for r in iter_records(graded)}
 
 
-def _batches(input_dir: Path, done: set[str], size: int) -> Iterator[list[dict[str, Any]]]:
+def _batches(input_dir: Path, done: set[int], size: int) -> Iterator[list[dict[str, Any]]]:
     seen = set(done)
     batch: list[dict[str, Any]] = []
     duplicates = 0
-    for n, record in enumerate(iter_records(input_dir), 1):
-        record = _check_record(record, n, input_dir)
-        if record["id"] in seen:
-            duplicates += record["id"] not in done
+    for record in iter_records(input_dir, required=REQUIRED):
+        rid = key_hash(record["id"])
+        if rid in seen:
+            duplicates += rid not in done
             continue
-        seen.add(record["id"])
+        seen.add(rid)
         batch.append(record)
         if len(batch) >= size:
             yield batch
@@ -176,7 +144,7 @@ def _batches(input_dir: Path, done: set[str], size: int) -> Iterator[list[dict[s
         log.warning("verify: %s holds %d duplicate sample id(s); graded the first of each", input_dir, duplicates)
 
 
-def _grade_all(cfg: VerifyConfig, input_dir: Path, graded: Path, done: set[str]) -> int:
+def _grade_all(cfg: VerifyConfig, input_dir: Path, graded: Path, done: set[int]) -> int:
     """Grade every sample not in `done`, appending to the `graded` folder; returns how many were graded now."""
     m, c = cfg.math, cfg.code
     limits = Limits(c.timeout_s, c.memory_mb, c.output_mb << 20)
@@ -199,18 +167,21 @@ def _grade_all(cfg: VerifyConfig, input_dir: Path, graded: Path, done: set[str])
 def _select(cfg: VerifyConfig, graded: Path, output_dir: Path) -> dict[str, Any]:
     """Apply the policy to the graded records, write the output shards, and return counts and stats."""
     p = cfg.policy
-    per_prompt: dict[str, list[tuple[int, bool]]] = defaultdict(list)
+    # Per prompt: [samples, the k of each correct one]; a sample costs a counter tick, a correct one an int.
+    per_prompt: dict[str, list] = defaultdict(lambda: [0, []])
     for r in iter_records(graded):
-        per_prompt[_prompt_key(r)].append((int(r.get("k", 0)), bool(r["meta"]["verify"]["correct"])))
+        entry = per_prompt[_prompt_of(r)]
+        entry[0] += 1
+        if r["meta"]["verify"]["correct"]:
+            entry[1].append(int(r.get("k", 0)))
     dropped_prompts: dict[str, str] = {}
     keep_k: dict[str, set[int]] = {}
-    for key, results in per_prompt.items():
-        n_correct = sum(ok for _, ok in results)
-        if p.drop_always_solved and n_correct == len(results):
+    for key, (total, correct) in per_prompt.items():
+        if p.drop_always_solved and len(correct) == total:
             dropped_prompts[key] = "prompt_always_solved"
-        elif p.drop_never_solved and n_correct == 0:
+        elif p.drop_never_solved and not correct:
             dropped_prompts[key] = "prompt_never_solved"
-        correct_k = sorted(k for k, ok in results if ok)
+        correct_k = sorted(correct)
         keep_k[key] = set(correct_k[: p.max_correct_per_prompt] if p.max_correct_per_prompt else correct_k)
 
     for stale in [*output_dir.glob("part-*.jsonl"), *output_dir.glob("part-*.jsonl.tmp")]:
@@ -221,7 +192,7 @@ def _select(cfg: VerifyConfig, graded: Path, output_dir: Path) -> dict[str, Any]
     by_domain: dict[str, Counter[str]] = defaultdict(Counter)
     with ShardWriter(output_dir, cfg.rows_per_shard) as writer:
         for r in iter_records(graded):
-            verdict, key, domain = r["meta"]["verify"], _prompt_key(r), str(r.get("domain"))
+            verdict, key, domain = r["meta"]["verify"], _prompt_of(r), str(r.get("domain"))
             by_reason[verdict["reason"]] += 1
             by_domain[domain]["samples"] += 1
             by_domain[domain]["correct"] += bool(verdict["correct"])
@@ -246,8 +217,8 @@ def _select(cfg: VerifyConfig, graded: Path, output_dir: Path) -> dict[str, Any]
         "kept": writer.written,
         "dropped": dict(sorted(dropped.items())),
         "prompts": len(per_prompt),
-        "prompts_always_solved": sum(all(ok for _, ok in v) for v in per_prompt.values()),
-        "prompts_never_solved": sum(not any(ok for _, ok in v) for v in per_prompt.values()),
+        "prompts_always_solved": sum(len(correct) == total for total, correct in per_prompt.values()),
+        "prompts_never_solved": sum(not correct for _, correct in per_prompt.values()),
         "prompts_dropped": len(dropped_prompts),
     }
     stats = {
@@ -259,49 +230,40 @@ def _select(cfg: VerifyConfig, graded: Path, output_dir: Path) -> dict[str, Any]
     return {"counts": counts, "stats": stats}
 
 
-def run(cfg: VerifyConfig, input_dir: str | Path | None, output_dir: str | Path) -> dict[str, Any]:
-    """Grade `input_dir` (a finished generate folder) into `output_dir`; returns the manifest.
+class VerifyStage(Stage):
+    name, Config, upstream = "verify", VerifyConfig, "generate"
 
-    Whether a finished output may be reused is the caller's decision (`stage_main` and `r1distill run` check
-    `is_done`; `--force` skips that check): calling `run` always produces a fresh output, resuming only the grading
-    an interrupted run left in `OUTPUT/.graded/`.
-    """
-    if input_dir is None:
-        raise StageError("verify needs an input folder: pass --input GENERATE_DIR or set run_dir in the recipe")
-    input_dir, output_dir = Path(input_dir), Path(output_dir)
-    require_complete(input_dir, "generate")
-    _validate(cfg)
-    with locked(output_dir):
+    def validate(self, cfg: VerifyConfig) -> None:
+        validate(cfg)
+
+    def describe(self, cfg: VerifyConfig, inp, recipe) -> list[tuple[str, str]]:
+        return [("resources", f"CPU: {cfg.workers} worker processes")]
+
+    def work(self, cfg: VerifyConfig, input_dir: Path, output_dir: Path, prepared, **kw) -> dict[str, Any]:
+        """Grade (resuming what an interrupted run of the same grading left in `OUTPUT/.graded/`), then select."""
         graded = output_dir / GRADED
-        clear_manifest(output_dir)
         done = _prepare_graded(graded, cfg, input_dir)
         if done:
             log.info("verify: resuming, %d samples already graded", len(done))
         new = _grade_all(cfg, input_dir, graded, done)
         result = _select(cfg, graded, output_dir)
         result["counts"].update(graded_now=new, graded_before=len(done))
-        manifest = write_manifest(output_dir, {**header("verify", cfg, input_dir), **result})
         shutil.rmtree(graded, ignore_errors=True)
-        counts = result["counts"]
-        log.info(
-            "verify: %d/%d correct, %d kept -> %s", counts["correct"], counts["samples"], counts["kept"], output_dir
+        return result
+
+    def summary(self, manifest: dict[str, Any]) -> str:
+        """One line a person reads at the end of a run."""
+        c = manifest["counts"]
+        dropped = ", ".join(f"{k} {v}" for k, v in sorted(c.get("dropped", {}).items()))
+        return (
+            f"{c['samples']} samples graded: {c['correct']} correct ({c['correct'] / max(c['samples'], 1):.0%}), "
+            f"{c['kept']} kept; dropped: {dropped or 'none'}; prompts never solved {c.get('prompts_never_solved', 0)}, "
+            f"always solved {c.get('prompts_always_solved', 0)}"
         )
-        return manifest
 
 
-def summary(manifest: dict[str, Any]) -> str:
-    """One line a person reads at the end of a run."""
-    c = manifest["counts"]
-    dropped = ", ".join(f"{k} {v}" for k, v in sorted(c.get("dropped", {}).items()))
-    return (
-        f"{c['samples']} samples graded: {c['correct']} correct ({c['correct'] / max(c['samples'], 1):.0%}), "
-        f"{c['kept']} kept; dropped: {dropped or 'none'}; prompts never solved {c.get('prompts_never_solved', 0)}, "
-        f"always solved {c.get('prompts_always_solved', 0)}"
-    )
-
-
-def main(argv: list[str] | None = None) -> int:
-    return stage_main("verify", Config, run, argv, __doc__)
+STAGE = VerifyStage()
+run, main, summary = STAGE.run, STAGE.main, STAGE.summary
 
 
 if __name__ == "__main__":

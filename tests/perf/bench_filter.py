@@ -1,7 +1,8 @@
 """Filter stage benchmark (a plain script: `.venv/bin/python tests/perf/bench_filter.py [--samples 100000]`).
 
 1. Policy throughput: MB/s of completion text per core through filters/r1.yaml on real R1 traces
-   (../shared/data/r1_real), in one process and in two (near-linear scaling is the goal; target >= 10 MB/s/core).
+   (../shared/data/r1_real), in one process and in two (near-linear scaling is the goal; target >= 10 MB/s/core),
+   and per check on English and on non-English traces (which check dominates where).
 2. The whole stage (read, policy, decontam, dedup, write) with 1 and 2 workers on a folder of R1 traces.
 3. Dedup + decontamination for N samples (default 100,000: 25,000 problems x 4 completions, against every
    benchmark in ../shared/benchmarks), run as the stage with an empty policy and 2 workers (target < 2 minutes).
@@ -86,6 +87,29 @@ def bench_policy(seconds: float) -> None:
         total_wall = sum(b for b, _, _ in results) / max(w for _, _, w in results) / 1e6
         print(f"  2 processes: {per_core[0]:.2f} and {per_core[1]:.2f} MB/s per core (CPU time); "
               f"{total_wall:.2f} MB/s wall together = x{total_wall / (nbytes / wall / 1e6):.2f} of one")  # fmt: skip
+
+
+def bench_checks(rounds: int = 7) -> None:
+    """CPU ms per pass and MB/s of each policy check (best of `rounds`; prompt languages cached, as in a corpus
+    where a prompt's k samples share it), on the English and on the non-English traces."""
+    policy = load_policy(ROOT / "filters" / "r1.yaml", {"correct": False})
+    everything = real_samples(english_only=False)
+    english = {s.id for s in real_samples(english_only=True)}
+    for label, group in (("English", [s for s in everything if s.id in english]),
+                         ("non-English", [s for s in everything if s.id not in english])):  # fmt: skip
+        nbytes = sum(len(s.completion.encode("utf-8")) for s in group)
+        for s in group:
+            policy(s)
+        cells = []
+        for entry in policy.entries:
+            best = float("inf")
+            for _ in range(rounds):
+                cpu = time.process_time()
+                for s in group:
+                    entry.check(s)
+                best = min(best, time.process_time() - cpu)
+            cells.append(f"{entry.name} {1000 * best:.1f} ms ({nbytes / max(best, 1e-9) / 1e6:.0f} MB/s)")
+        print(f"per check, {label} traces ({len(group)}, {nbytes / 1e6:.2f} MB): " + "; ".join(cells))
 
 
 def write_folder(path: Path, samples: list[Sample]) -> int:
@@ -183,6 +207,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench_filter_"))
     try:
         bench_policy(args.seconds)
+        bench_checks()
         bench_stage(tmp, args.copies)
         bench_dedup_decontam(tmp, args.samples, args.completion_chars)
     finally:

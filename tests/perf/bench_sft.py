@@ -27,7 +27,7 @@ def make_student(folder: Path, hidden: int, layers: int) -> Path:
     import torch
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
-    from r1distill.core.models import build_tokenizer
+    from r1distill.testing.models import build_tokenizer
 
     tok = build_tokenizer(folder)
     torch.manual_seed(0)

@@ -6,6 +6,8 @@ A check is written once as a plain function whose thresholds are keyword-only pa
     register("long_paragraph", long_paragraph)
 
 A policy entry `{check: long_paragraph, max_chars: 2000}` then builds `partial(long_paragraph, max_chars=2000)`.
+A drop sets `verdict.evidence` (`evidence(...)`: the offending excerpt, its offset, the threshold) so a person can
+judge it without reading the whole trace; the stage writes it to `meta["filter"]["evidence"]`.
 Checks that need set-up (a tokenizer) register a factory instead (`register_factory`). A policy may also name a
 user's own factory by dotted path, `my_pkg.my_module:factory`; it is called with the entry's parameters and must
 return a `Sample -> Verdict` callable.
@@ -14,13 +16,13 @@ return a `Sample -> Verdict` callable.
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
 from collections.abc import Callable
 from typing import Any
 
-from r1distill.core.config import ConfigError
+from r1distill.core.config import ConfigError, load_object
 from r1distill.core.records import Sample, Verdict
+from r1distill.core.text import excerpt
 
 Check = Callable[[Sample], Verdict]
 Factory = Callable[..., Check]
@@ -55,6 +57,18 @@ def register_factory(name: str, factory: Factory) -> Factory:
     return factory
 
 
+def evidence(part: str, text: str, start: int, end: int | None, threshold: Any, **extra: Any) -> dict[str, Any]:
+    """A drop's evidence (`meta.filter.evidence`): the offending excerpt of `part` (reasoning or answer; at most
+    300 characters from `start`), its character offset in that part, and the threshold it crossed."""
+    shown, offset = excerpt(text, start, end)
+    end = offset + len(shown)
+    return {"part": part, "offset": offset, "excerpt": shown, "threshold": threshold, **extra,
+            "before": text[max(0, offset - CONTEXT) : offset], "after": text[end : end + CONTEXT]}  # fmt: skip
+
+
+CONTEXT = 80  # characters of context on each side of an excerpt, for the reports' highlighting
+
+
 def available() -> list[str]:
     return sorted(_FACTORIES)
 
@@ -62,11 +76,7 @@ def available() -> list[str]:
 def build_check(name: str, params: dict[str, Any], where: str = "policy") -> Check:
     """The check `name` (registered, or `module:factory`) bound to `params`; a bad name/param is a ConfigError."""
     if ":" in name:
-        module_name, _, attr = name.partition(":")
-        try:
-            factory = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as e:
-            raise ConfigError(f"{where}: cannot load check {name!r} ({e}); use 'package.module:factory'") from None
+        factory = load_object(name, where, "check", "factory")
     else:
         if name not in _FACTORIES:
             raise ConfigError(f"{where}: unknown check {name!r}; registered checks: {', '.join(available())}")

@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 from r1distill.core.records import Sample, Verdict
-from r1distill.filter.checks import Check, register_factory
+from r1distill.filter.checks import Check, evidence, register_factory
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +48,15 @@ def make_length(
             return Verdict.ok()
         n, method = count_tokens(text, tok)
         if n > max_tokens:
-            return Verdict.drop("too_long", tokens=n, max_tokens=max_tokens, method=method)
-        if n < min_tokens:
-            return Verdict.drop("too_short", tokens=n, min_tokens=min_tokens, method=method)
-        return Verdict.ok()
+            verdict = Verdict.drop("too_long", tokens=n, max_tokens=max_tokens, method=method)
+        elif n < min_tokens:
+            verdict = Verdict.drop("too_short", tokens=n, min_tokens=min_tokens, method=method)
+        else:
+            return Verdict.ok()
+        # Where the text ends (too long: how far past the budget it ran; too short: all of it).
+        rule = {"max_tokens": max_tokens, "min_tokens": min_tokens, "method": method}
+        verdict.evidence = evidence(field, text, len(text) - 300, None, rule, tokens=n)
+        return verdict
 
     return length
 

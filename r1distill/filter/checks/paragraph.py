@@ -2,25 +2,28 @@
 
 from __future__ import annotations
 
-import re
-
 from r1distill.core.records import Sample, Verdict
-from r1distill.filter.checks import register
-
-_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
-_FENCE = re.compile(r"^[ \t]*(```|~~~).*?^[ \t]*\1[^\n]*$", re.M | re.S)
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
+from r1distill.core.text import CJK_CHAR, FENCE, PARAGRAPH_BREAK
+from r1distill.filter.checks import evidence, register
 
 
 def paragraph_lengths(text: str, cjk_weight: float = 3.0) -> list[int]:
     """Length of each blank-line-separated paragraph in Latin-equivalent characters (a CJK character counts
     `cjk_weight`: it carries about as much text as three Latin letters, so one limit serves both)."""
-    out = []
-    for para in _PARAGRAPH_BREAK.split(text):
+    return [n for _, _, n in _paragraphs(text, cjk_weight)]
+
+
+def _paragraphs(text: str, cjk_weight: float) -> list[tuple[int, int, int]]:
+    """(start, end, weighted length) of each paragraph of `text`."""
+    out, pos = [], 0
+    for m in [*PARAGRAPH_BREAK.finditer(text), None]:
+        end = m.start() if m else len(text)
+        para = text[pos:end]
         n = len(para)
         if cjk_weight != 1.0 and not para.isascii():
-            n += int((cjk_weight - 1.0) * len(_CJK.findall(para)))
-        out.append(n)
+            n += int((cjk_weight - 1.0) * len(CJK_CHAR.findall(para)))
+        out.append((pos, end, n))
+        pos = m.end() if m else pos
     return out
 
 
@@ -40,10 +43,15 @@ def long_paragraph(
         if len(text) * max(cjk_weight, 1.0) <= max_chars or (len(text) <= max_chars and text.isascii()):
             continue  # no paragraph of this text can be over the limit
         if ignore_code and ("```" in text or "~~~" in text):
-            text = _FENCE.sub("", text)
-        longest = max(paragraph_lengths(text, cjk_weight), default=0)
+            # Blanked, not removed: the evidence's offset stays an offset into the text itself.
+            text = FENCE.sub(lambda m: "\n" * m.group().count("\n"), text)
+        if text.isascii() and max(map(len, PARAGRAPH_BREAK.split(text))) <= max_chars:
+            continue  # the common case in C: offsets are needed only for a drop's evidence
+        start, end, longest = max(_paragraphs(text, cjk_weight), key=lambda t: t[2], default=(0, 0, 0))
         if longest > max_chars:
-            return Verdict.drop("long_paragraph", part=part, chars=longest, max_chars=max_chars)
+            verdict = Verdict.drop("long_paragraph", part=part, chars=longest, max_chars=max_chars)
+            verdict.evidence = evidence(part, text, start, end, {"max_chars": max_chars}, chars=longest)
+            return verdict
     return Verdict.ok()
 
 

@@ -23,7 +23,7 @@ import yaml
 
 from r1distill.core.config import ConfigError
 from r1distill.core.records import Sample, Verdict
-from r1distill.filter.checks import Check, build_check
+from r1distill.filter.checks import Check, build_check, evidence
 
 _ENTRY_KEYS = ("check", "domains", "skip_domains", "name")
 
@@ -54,6 +54,8 @@ class Policy:
                 continue
             verdict = entry.check(sample)
             if not verdict.keep:
+                if verdict.evidence is None:  # a user's check that gives none: the reasoning's start, its details
+                    verdict.evidence = evidence("reasoning", sample.reasoning, 0, None, entry.params or None)
                 return entry.name, verdict
         return None, Verdict.ok()
 
