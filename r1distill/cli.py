@@ -23,6 +23,7 @@ HELP = {
     "sft": "fine-tune a student with TRL (+ DeepSpeed, LoRA, soft labels)",
     "distill": "on-policy distillation: the student samples, the teacher scores its tokens",
     "rl": "GRPO with the verifiers as rewards",
+    "quantize": "compress the student with llmcompressor (W8A8, W4A16, FP8) for vLLM",
     "evaluate": "pass@1 / cons@k with confidence intervals on benchmarks",
     "run": "run every stage of a recipe in order, skipping finished ones",
     "submit": "render and submit a stage as a Slurm job",

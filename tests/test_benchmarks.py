@@ -121,16 +121,12 @@ def test_code_reference_solutions_pass_and_stubs_fail(shared_dir, grader):
     raw = {str(r["task_id"]): r for r in benchmarks._read_local(shared_dir / "benchmarks" / "mbpp.jsonl")}
     samples = [_sample("mbpp", "code", r, f"```python\n{raw[r['id']]['code']}\n```") for r in mbpp]
     stubs = [_sample("mbpp", "code", r, "```python\ndef nothing():\n    pass\n```") for r in mbpp]
-    try:
-        he = benchmarks.get("humaneval").rows(None, 4)
-    except StageError:
-        he = []
-    if he:
-        canon = {r["task_id"].replace("/", "_"): r for r in benchmarks._humaneval_rows()}
-        for r in he:
-            c = canon[r["id"]]
-            samples.append(_sample("humaneval", "code", r, f"```python\n{c['prompt']}{c['canonical_solution']}\n```"))
-            stubs.append(_sample("humaneval", "code", r, "```python\ndef nothing():\n    pass\n```"))
+    he = benchmarks.get("humaneval").rows(shared_dir / "benchmarks", 4)  # not there: the bundled copy
+    canon = {r["task_id"].replace("/", "_"): r for r in benchmarks._read_local(benchmarks.HUMANEVAL_FILE)}
+    for r in he:
+        c = canon[r["id"]]
+        samples.append(_sample("humaneval", "code", r, f"```python\n{c['canonical_solution']}\n```"))
+        stubs.append(_sample("humaneval", "code", r, "```python\ndef nothing():\n    pass\n```"))
     grades = grader.grade(samples)
     assert [g.reason for g in grades] == ["correct"] * len(samples)
     assert not any(g.correct for g in grader.grade(stubs))

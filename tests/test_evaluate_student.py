@@ -163,3 +163,99 @@ def test_student_beside_teacher_then_a_retrained_student_is_evaluated_again(tmp_
     assert again["report"]["benchmarks"]["arith"]["last_run_samples"] == 8
     assert again["report"]["baselines"]["teacher"]["benchmarks"]["arith"]["last_run_samples"] == 0
     assert not list(out.rglob("*.tmp"))
+
+
+@pytest.mark.slow
+def test_paired_delta_against_each_baseline_and_one_model_under_two_labels_is_scored_once(
+    tmp_path, teacher_dir, vllm_engine
+):
+    """The student beside the teacher on the same problems: report.json holds Δ pass@1 with a paired CI and p-value
+    (recomputed here from the scored files), the report page shows it beside the bars; a baseline naming the same
+    model as another (bundled:smollm2 and its folder) is sampled once and shown under both labels."""
+    import shutil
+    import subprocess
+
+    from r1distill.evaluate import metrics
+    from r1distill.report.page import write_report
+
+    run_dir = tmp_path / "run"
+    student = make_student(run_dir / "sft", teacher_dir)
+    out = run_dir / "evaluate"
+    cfg = _cfg(
+        baselines={"teacher": "bundled:smollm2", "again": str(teacher_dir)},
+        lenient_think=True,
+        sampling={"max_tokens": 48},
+        limit=6,
+    )
+    manifest = evaluate.run(cfg, student, out, engine=vllm_engine, engines={"teacher": vllm_engine})
+    report = json.loads((out / "report.json").read_text())
+    assert report == manifest["report"]
+    assert report["baselines"]["again"]["same_model_as"] == "teacher"
+    assert report["baselines"]["again"]["benchmarks"] == report["baselines"]["teacher"]["benchmarks"]
+    assert not (out / "baselines" / "again" / "arith" / "samples").exists()  # never sampled: no engine time
+    rates = {
+        who: metrics.outcomes_by_problem(
+            [json.loads(line) for line in (folder / "arith" / "scored.jsonl").read_text().splitlines()]
+        )
+        for who, folder in (("student", out), ("teacher", out / "baselines" / "teacher"))
+    }
+    d = report["paired"]["teacher"]["arith"]
+    assert d["problems"] == 6 and set(rates["student"]) == set(rates["teacher"])
+    expected = sum(rates["student"][p] - rates["teacher"][p] for p in rates["student"]) / 6
+    assert d["delta"] == pytest.approx(expected)
+    assert d["ci95"][0] <= d["delta"] <= d["ci95"][1] and 0 < d["p_value"] <= 1
+    assert d == metrics.paired_delta(rates["student"], rates["teacher"], seed=0) and "bootstrap" in d["method"]
+    assert report["paired"]["again"]["arith"] == d
+    md = (out / "report.md").read_text()
+    assert f"| arith | teacher | 6 | {100 * d['delta']:+.1f} |" in md and "| arith | again (same model) | 6 |" in md
+
+    index = write_report(run_dir)
+    html = index.read_text()
+    assert "Δ pass@1 = student - baseline" in html and f"<td class=n>{100 * d['delta']:+.1f}</td>" in html
+    assert "<td>again (= teacher)</td>" in html
+    assert 'class="side"><img src="eval.png"' in html and (index.parent / "eval_delta.png").exists()
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not browser:
+        pytest.skip("Debian's chromium is not installed (tests/setup_system.sh installs it as root): no screenshot")
+    import numpy as np
+    from PIL import Image
+    from test_report import ARTIFACTS
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "report_paired.png"
+    shot.unlink(missing_ok=True)
+    proc = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", f"--screenshot={shot}",
+         "--window-size=1280,2400", index.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert shot.exists(), proc.stderr[-2000:]
+    pixels = np.asarray(Image.open(shot).convert("RGB"), dtype=np.int16)
+    purple = np.abs(pixels - np.array([0x75, 0x50, 0x7B])).max(axis=2) < 12  # the forest plot's Δ marks
+    assert int(purple.sum()) > 100, int(purple.sum())
+    columns = np.nonzero(purple.any(axis=0))[0]
+    assert columns.min() > 1280 * 0.45  # on the right, beside the bars
+
+
+def test_caveats_for_a_subset_or_a_non_r1_prompt_beside_published_numbers():
+    from r1distill.evaluate import benchmarks
+
+    cfg = evaluate.EvaluateConfig(limit=10, system_prompt="Be brief.", prefill="")
+    aime, arith = benchmarks.get("aime24"), benchmarks.get("arith")
+    text = " ".join(eval_report.caveats(cfg, [aime, arith], {"aime24": True, "arith": True}))
+    assert "limit 10: aime24, arith scored on their first 10 problems only (a subset); aime24: not comparable" in text
+    assert "a system prompt was used" in text and "prefill '' differs from R1's" in text
+    quiet = " ".join(eval_report.caveats(cfg, [arith], {"arith": False}))  # no published numbers, no cut
+    assert "limit" not in quiet and "system prompt" not in quiet and "prefill" not in quiet
+
+
+def test_bad_options_are_refused_before_any_engine():
+    from r1distill.grading.judge import JudgeConfig
+
+    for cfg, field_name in (
+        (evaluate.EvaluateConfig(paired_method="z"), "evaluate.paired_method"),
+        (evaluate.EvaluateConfig(code_isolation="docker"), "evaluate.code_isolation"),
+        (evaluate.EvaluateConfig(judge=JudgeConfig(enabled=True)), "evaluate.judge.http.base_urls"),
+    ):
+        with pytest.raises(StageError, match=field_name):
+            evaluate.validate(cfg)

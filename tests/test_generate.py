@@ -58,7 +58,9 @@ def test_rerun_is_a_no_op_and_larger_n_adds_only_the_missing(tmp_path, vllm_engi
     out = tmp_path / "gen"
     run(config(n=2, count=3), None, out, engine=vllm_engine)
     first = {r["id"]: r["completion"] for r in iter_records(out)}
-    assert run(config(n=2, count=3), None, out, engine=vllm_engine)["last_run"]["samples"] == 0
+    finished = read_manifest(out)
+    assert run(config(n=2, count=3), None, out, engine=vllm_engine) == finished  # done: not even re-checked
+    assert run(config(n=2, count=3), None, out, force=True, engine=vllm_engine)["last_run"]["samples"] == 0
     manifest = run(config(n=3, count=3), None, out, engine=vllm_engine)
     assert manifest["last_run"]["samples"] == 3 and manifest["counts"]["samples"] == 9
     after = {r["id"]: r["completion"] for r in iter_records(out)}

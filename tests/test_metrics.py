@@ -7,7 +7,7 @@ from math import comb
 import pytest
 
 from r1distill.evaluate import metrics
-from r1distill.evaluate.stage import _equal, bench_metrics
+from r1distill.evaluate.scoring import _equal, bench_metrics
 
 
 @pytest.mark.parametrize(
@@ -121,3 +121,89 @@ def test_module_doctests_pass():
 
     result = doctest.testmod(metrics)
     assert result.attempted >= 10 and result.failed == 0
+
+
+def test_t_interval_is_wider_than_the_normal_one_on_small_benchmarks():
+    assert metrics.t_quantile(0.975, 29) == pytest.approx(2.04523, abs=1e-4)  # AIME's 30 problems
+    assert metrics.t_quantile(0.975, 4) == pytest.approx(2.77645, abs=1e-4)
+    assert metrics.t_quantile(0.975, 499) == pytest.approx(1.96473, abs=1e-4)
+    assert metrics.t_sf2(2.77645, 4) == pytest.approx(0.05, abs=1e-5)
+    values = [1.0] * 12 + [0.0] * 18
+    mean, low, high = metrics.t_ci(values)
+    _, nlow, nhigh = metrics.mean_ci(values)
+    assert mean == 0.4 and low < nlow and high > nhigh
+    assert (high - low) / (nhigh - nlow) == pytest.approx(2.04523 / 1.959964, rel=1e-4)
+
+
+def _pair():
+    """30 problems; B solves 15; A solves the same 15 plus 6 more: unpaired intervals overlap, the paired one not."""
+    b = {f"p{i}": float(i < 15) for i in range(30)}
+    a = {f"p{i}": float(i < 21) for i in range(30)}
+    return a, b
+
+
+def test_paired_delta_bootstrap_and_t_on_a_known_difference():
+    a, b = _pair()
+    _, alow, _ = metrics.t_ci(list(a.values()))
+    _, _, bhigh = metrics.t_ci(list(b.values()))
+    assert alow < bhigh  # separately, the two intervals overlap
+    boot = metrics.paired_delta(a, b, seed=0)
+    t = metrics.paired_delta(a, b, method="t")
+    assert boot["delta"] == t["delta"] == pytest.approx(6 / 30)
+    assert (boot["problems"], boot["wins"], boot["losses"], boot["a"], boot["b"]) == (30, 6, 0, 0.7, 0.5)
+    assert 0 < boot["ci95"][0] < 0.2 < boot["ci95"][1]
+    # paired t by hand: d = 1 on 6 problems, 0 on 24
+    sd = (6 * 0.8**2 + 24 * 0.2**2) ** 0.5 / 29**0.5
+    half = metrics.t_quantile(0.975, 29) * sd / 30**0.5
+    assert t["ci95"] == pytest.approx([0.2 - half, 0.2 + half])
+    assert t["p_value"] == pytest.approx(metrics.t_sf2(0.2 / (sd / 30**0.5), 29))
+    # sign flips of six 1s: |mean| >= 0.2 only when all six agree: p = 2 / 64
+    assert boot["p_value"] == pytest.approx(2 / 64, abs=0.01) and t["p_value"] < 0.05
+    assert "bootstrap" in boot["method"] and "seed 0" in boot["method"] and "paired t" in t["method"]
+
+
+def test_paired_delta_is_seeded_pairs_by_problem_and_takes_sample_flags():
+    a, b = _pair()
+    assert metrics.paired_delta(a, b, seed=3) == metrics.paired_delta(a, b, seed=3)
+    flags = {p: [v == 1.0, v == 1.0] for p, v in a.items()}  # two samples per problem, same outcome
+    assert metrics.paired_delta(flags, b)["delta"] == pytest.approx(0.2)
+    shuffled = dict(reversed(list(b.items())))  # order does not matter, ids do
+    assert metrics.paired_delta(a, shuffled) == metrics.paired_delta(a, b)
+    same = metrics.paired_delta(a, a)
+    assert (same["delta"], same["ci95"], same["p_value"]) == (0.0, [0.0, 0.0], 1.0)
+    extra = metrics.paired_delta({**a, "only-a": 1.0}, {**b, "x": 0.0, "y": 1.0})
+    assert (extra["problems"], extra["only_a"], extra["only_b"]) == (30, 1, 2)
+    assert metrics.paired_delta({"q": 1.0}, {"r": 0.0})["delta"] is None
+    with pytest.raises(ValueError, match="method"):
+        metrics.paired_delta(a, b, method="z")
+    rows = [{"row": "p0", "grade": {"correct": True}}, {"row": "p0", "grade": {"correct": False}}]
+    assert metrics.outcomes_by_problem(rows) == {"p0": 0.5}
+
+
+def test_judged_verdicts_are_counted_apart_from_the_rules():
+    from r1distill.evaluate import report as eval_report
+
+    def rec(row, k, correct, by=None):
+        grade = {"correct": correct, "reason": "judge_correct" if by else ("correct" if correct else "wrong_answer")}
+        return {
+            "row": row,
+            "k": k,
+            "meta": {"finish_reason": "stop"},
+            "grade": {**grade, **({"verdict_by": by} if by else {})},
+        }
+
+    scored = [rec("a", 0, True), rec("a", 1, True, "judge"), rec("b", 0, False), rec("b", 1, True, "judge")]
+    m = bench_metrics(scored, "math", 2, [1], equal=lambda x, y: x == y)
+    assert (m["pass@1"], m["judged"], m["judged_correct"], m["pass@1_rules"]) == (0.75, 2, 2, 0.25)
+    assert m["reasons"]["judge_correct"] == 2
+    assert bench_metrics(scored[:1], "math", 1, [1])["judged"] == 0
+    report = {"model": "m", "n": 2, "benchmarks": {"gsm8k": m}, "caveats": []}
+    report["environment"] = eval_report.environment(evaluate_config())
+    md = eval_report.report_markdown(report)
+    assert "gsm8k (model): 2 of 4 verdicts are the LLM judge's (2 correct); the rules alone give pass@1 25.0" in md
+
+
+def evaluate_config():
+    from r1distill.evaluate.stage import EvaluateConfig
+
+    return EvaluateConfig()

@@ -172,7 +172,7 @@ def test_user_errors_name_the_field(tmp_path, tiny):
     with pytest.raises(StageError, match="rl.sources: no prompt source given"):
         rl.run(_cfg(tiny, sources=[]), None, tmp_path / "rl")
     no_answers = [{"name": "a", "builtin": "arithmetic", "count": 2, "answer_field": None}]
-    with pytest.raises(StageError, match=r"rl.sources\[0\].answer_field: RL needs a reference answer"):
+    with pytest.raises(StageError, match=r"rl.sources\[0\].answer_field: training needs a reference answer"):
         rl.run(_cfg(tiny, sources=no_answers), None, tmp_path / "rl")
     with pytest.raises(StageError, match="rl: --select-only needs an rl.selection section"):
         rl.run(_cfg(tiny, select_only=True), None, tmp_path / "rl")

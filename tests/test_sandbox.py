@@ -197,3 +197,72 @@ def test_fallback_levels_still_bound_time_and_output_and_say_what_they_are(level
     assert run_python("while True:\n    pass\n", limits=Limits(timeout_s=1), level=level).status == "timeout"
     spam = "import sys\nwhile True:\n    sys.stdout.write('x' * 65536)\n"
     assert run_python(spam, limits=Limits(output_bytes=1 << 20), level=level).status == "output_limit"
+
+
+@pytest.fixture
+def without_bwrap(tmp_path, monkeypatch):
+    """A PATH holding every sandbox tool except bubblewrap (links in a folder of their own), and a fresh level probe."""
+    import shutil
+
+    from r1distill.grading import sandbox
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("setpriv", "prlimit", "kill"):
+        found = shutil.which(tool)
+        if found:
+            (bin_dir / tool).symlink_to(found)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    sandbox.isolation_level.cache_clear()
+    yield sandbox
+    sandbox.isolation_level.cache_clear()
+
+
+def test_without_bubblewrap_untrusted_code_is_refused_unless_a_weaker_level_is_named(without_bwrap):
+    from r1distill.grading.code import grade_code_many
+
+    weaker = without_bwrap.isolation_level()
+    assert weaker in ("uid", "rlimit")
+    with pytest.raises(without_bwrap.SandboxRefused) as refused:
+        run_python("print(1)")
+    message = str(refused.value)
+    assert "\n" not in message and "apt-get install bubblewrap" in message
+    assert f"verify.code.isolation: {weaker}" in message
+    answer = "```python\nprint(input())\n```"
+    ref = {"tests": [{"input": "1\n", "output": "1\n", "testtype": "stdin"}]}
+    with pytest.raises(without_bwrap.SandboxRefused):  # a whole batch stops, not one grader_error per sample
+        grade_code_many([(answer, ref)] * 2)
+    r = run_python("print(input())", "ok\n", level=weaker)  # named: runs, and says at which level
+    assert (r.status, r.stdout, r.isolation) == ("ok", "ok\n", weaker)
+    assert [g.details["isolation"] for g in grade_code_many([(answer, ref)], level=weaker)] == [weaker]
+    os.environ["R1DISTILL_SANDBOX"] = weaker  # the same acceptance for stages without a recipe key (rl)
+    try:
+        assert run_python("print(2)").isolation == weaker
+    finally:
+        del os.environ["R1DISTILL_SANDBOX"]
+
+
+def test_verify_refuses_in_one_line_and_exits_2_without_bubblewrap(without_bwrap, tmp_path, capsys):
+    """The stage's user path: one line, exit 2, no manifest; `verify.code.isolation: uid|rlimit` accepts the level."""
+    from r1distill.core.records import Sample
+    from r1distill.core.store import ShardWriter, read_manifest, write_manifest
+    from r1distill.verify.stage import main
+
+    ref = {"tests": [{"input": "2 3\n", "output": "5\n", "testtype": "stdin"}]}
+    answer = "<think>\nadd\n</think>\n\n```python\na, b = map(int, input().split())\nprint(a + b)\n```"
+    sample = Sample("c/0/0", "c", "0", 0, "code", "add", [{"role": "user", "content": "add"}], ref, answer, {})
+    gen = tmp_path / "generate"
+    with ShardWriter(gen) as writer:
+        writer.write(sample.to_json())
+    write_manifest(gen, {"stage": "generate", "counts": {"samples": 1}})
+    out = tmp_path / "verify"
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("verify:\n  workers: 1\n")
+    argv = ["-c", str(recipe), "-i", str(gen), "-o", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "bubblewrap" in err and "verify.code.isolation" in err
+    assert read_manifest(out) is None
+    weaker = without_bwrap.isolation_level()
+    assert main([*argv, f"verify.code.isolation={weaker}"]) == 0
+    assert read_manifest(out)["stats"]["isolation"] == {weaker: 1}

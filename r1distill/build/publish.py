@@ -212,7 +212,7 @@ class PublishStage(Stage):
         except ValueError as e:
             raise StageError(f"publish.repo_id {cfg.repo_id!r}: {e}") from None
 
-    def prepare(self, cfg: PublishConfig, build_dir: Path, output_dir: Path) -> tuple[dict, dict]:
+    def prepare(self, cfg: PublishConfig, build_dir: Path, output_dir: Path, **kw: Any) -> tuple[dict, dict]:
         """What would be uploaded, checked before anything is written: (build manifest, local metadata)."""
         if output_dir.resolve() == build_dir.resolve():
             raise StageError("publish: --output must not be the build folder (publish never writes there)")

@@ -157,7 +157,7 @@ class BuildStage(Stage):
 
         return [("tokenizer", model_state(cfg.tokenizer, recipe.run_dir)), ("resources", "CPU")]
 
-    def prepare(self, cfg: BuildConfig, input_dir: Path, output_dir: Path) -> Plan:
+    def prepare(self, cfg: BuildConfig, input_dir: Path, output_dir: Path, **kw: Any) -> Plan:
         """Index the sources, decide the mix and the split (the rows themselves are read in `work`)."""
         sources = load_sources(cfg, input_dir)
         tok = load_tokenizer(cfg.tokenizer)

@@ -16,6 +16,7 @@ STAGES = {
     "sft": "r1distill.train.sft",
     "distill": "r1distill.train.distill",
     "rl": "r1distill.train.rl",
+    "quantize": "r1distill.quantize.stage",  # after training, before evaluate (which may take it as a baseline)
     "evaluate": "r1distill.evaluate.stage",
 }
 

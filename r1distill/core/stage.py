@@ -113,6 +113,7 @@ class Stage:
     upstream: ClassVar[str | None] = None
     needs_input: ClassVar[bool] = True
     distributed: ClassVar[bool] = False
+    input_key: ClassVar[str | None] = None  # a key of the stage's section that names its input instead (sft.dataset)
     flags: ClassVar[dict[str, Flag]] = {}
 
     # --- what a stage may override -------------------------------------------------------------------------------
@@ -124,15 +125,19 @@ class Stage:
         return []
 
     def input_stage(self, recipe: Recipe) -> str | None:
-        """The run-dir folder this stage reads in `recipe` (evaluate: the trained student)."""
+        """The run-dir folder this stage reads in `recipe`: none when its section names the input (`input_key`)."""
+        section = recipe.data.get(self.name) or {}
+        if self.input_key and isinstance(section, dict) and section.get(self.input_key):
+            return None
         return self.upstream
 
     def output_dir(self, cfg: Any, output_dir: Path) -> Path:
         """Where this config writes, given the folder asked for (generate: a shard's own subfolder)."""
         return output_dir
 
-    def prepare(self, cfg: Any, input_dir: Path | None, output_dir: Path) -> Any:
-        """Checks and loading that read the input or the config's sources, before the output folder is touched."""
+    def prepare(self, cfg: Any, input_dir: Path | None, output_dir: Path, **kw: Any) -> Any:
+        """Checks and loading that read the input or the config's sources, before the output folder is touched
+        (`kw`: what the caller handed `run`, e.g. a running engine whose limits the checks can use)."""
         return None
 
     def work(self, cfg: Any, input_dir: Path | None, output_dir: Path, prepared: Any, **kw: Any) -> dict | None:
@@ -167,7 +172,7 @@ class Stage:
             return read_manifest(output_dir) or {}
         main = self.is_main_process()
         try:
-            prepared = self.prepare(cfg, input_dir, output_dir)
+            prepared = self.prepare(cfg, input_dir, output_dir, **kw)
             with locked(output_dir, enabled=main):
                 if main:
                     clear_manifest(output_dir)

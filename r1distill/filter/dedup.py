@@ -28,40 +28,6 @@ _HAS_CJK = re.compile(f"[{_CJK}]")
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
-class _WordHashCache(dict):
-    """xxh3 of a word's UTF-8 bytes, remembered: a corpus's words repeat (Zipf), and a dict hit costs a third of
-    hashing."""
-
-    def __missing__(self, word: str | bytes) -> int:
-        value = self[word] = xxhash.xxh3_64_intdigest(word.encode("utf-8") if isinstance(word, str) else word)
-        return value
-
-
-# ASCII bytes that are not word characters -> space; UTF-8 bytes of other characters are left for `plain_words`.
-_NOT_WORD = bytes(c for c in range(128) if not (chr(c).isalnum() or chr(c) == "_"))
-_NOT_WORD_TO_SPACE = bytes.maketrans(_NOT_WORD, b" " * len(_NOT_WORD))
-
-
-def plain_words(text: str) -> list[str | bytes]:
-    """`_PLAIN_WORD.findall(text)` (`\\w+` runs) at C speed, as UTF-8 bytes: ASCII separators become spaces and the
-    text is split; only a piece holding non-ASCII characters is split again by the regex (an ASCII separator is a
-    separator in Unicode too, so the pieces' words are the text's words). Their xxh3 is the same as the str's."""
-    data = text.encode("utf-8")
-    pieces = data.translate(_NOT_WORD_TO_SPACE).split()
-    if data.isascii():
-        return pieces
-    out: list[str | bytes] = []
-    for piece in pieces:
-        if piece.isascii():
-            out.append(piece)
-        else:
-            out.extend(_PLAIN_WORD.findall(piece.decode("utf-8")))
-    return out
-
-
-_WORD_HASH = _WordHashCache()
-
-
 def normalize(text: str) -> str:
     """Lowercased words joined by single spaces: what exact dedup compares (spacing/punctuation do not count)."""
     return " ".join(_WORD.findall(text.lower()))
@@ -114,12 +80,10 @@ class MinHasher:
     def shingles(self, text: str) -> np.ndarray:
         """64-bit hashes of the text's word n-grams (with repeats: a minimum does not care)."""
         text = text.lower()
-        words = _WORD.findall(text) if _HAS_CJK.search(text) else plain_words(text)
+        words = (_WORD if _HAS_CJK.search(text) else _PLAIN_WORD).findall(text)
         if not words:
             return np.zeros(1, dtype=np.uint64)
-        if len(_WORD_HASH) > 2_000_000:
-            _WORD_HASH.clear()
-        h = np.fromiter(map(_WORD_HASH.__getitem__, words), dtype=np.uint64, count=len(words))
+        h = np.fromiter(map(xxhash.xxh3_64_intdigest, map(str.encode, words)), dtype=np.uint64, count=len(words))
         n = min(self.ngram, len(words))
         grams = h[: len(h) - n + 1].copy()
         with np.errstate(over="ignore"):

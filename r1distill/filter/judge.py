@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from r1distill.core.records import Sample, prompt_key
-from r1distill.core.store import StageError, shard_paths
+from r1distill.core.store import StageError, batched, shard_paths
 from r1distill.core.text import excerpt
 from r1distill.filter.checks.policy import Policy, load_policy, policy_entry_names
 from r1distill.filter.decontam import Benchmark, Decontaminator
@@ -152,22 +152,11 @@ def _judge_batch(lines: list[str]) -> list[Judged]:
     return [_WORKER.judge(line) for line in lines]
 
 
-def _batches(input_dir: Path, size: int):
-    batch: list[str] = []
-    for line in read_lines(input_dir):
-        batch.append(line)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 def judge_all(worker: Judge, input_dir: Path, workers: int, batch_size: int):
     """Results for every input line, in input order, from `workers` forked processes (or this one)."""
     global _WORKER
     _WORKER = worker
-    batches = _batches(input_dir, batch_size)
+    batches = batched(read_lines(input_dir), batch_size)
     if workers <= 1:
         for batch in batches:
             yield from _judge_batch(batch)

@@ -141,7 +141,7 @@ class FilterStage(Stage):
             out.append(("tokenizer", model_state(cfg.tokenizer, recipe.run_dir)))
         return [*out, ("resources", f"CPU: {cfg.workers} worker processes")]
 
-    def prepare(self, cfg: FilterConfig, input_dir: Path, output_dir: Path) -> Judge:
+    def prepare(self, cfg: FilterConfig, input_dir: Path, output_dir: Path, **kw: Any) -> Judge:
         return Judge(cfg)  # a bad policy or benchmark file fails here, before the output folder is touched
 
     def work(self, cfg: FilterConfig, input_dir: Path, output_dir: Path, worker: Judge, **kw) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """What a generate run covers, kept small whatever its size: prompts streamed from their sources, requests built as
 the engine asks for them, and the samples on disk counted in compact id sets.
 
-Only 64-bit hashes of ids stay in memory (8 bytes a prompt in the plan, ~20 bytes a sample while the finished folder
+Only 64-bit hashes of ids stay in memory (8 bytes a prompt in the plan, 16 bytes a sample while the finished folder
 is checked), so peak memory is flat from ten thousand to a million samples (tests/perf/bench_scale.py measures it).
 """
 
@@ -103,6 +103,10 @@ class Plan:
     def wanted(self) -> int:
         return len(self.keys) * self.cfg.n
 
+    def wants(self, rec: dict[str, Any]) -> bool:
+        """Whether a sample on disk is one this plan asks for."""
+        return rec["k"] < self.cfg.n and _has(self.keys, key_hash(rec["source"], rec["row"]))
+
     def pairs(self, skip: np.ndarray | None = None) -> Iterator[tuple[Prompt, int, str]]:
         """Every wanted (prompt, k, sample id) in order, leaving out ids whose hash is in `skip`."""
         for p in iter_prompts(self.cfg.sources, self.cfg.limit):
@@ -114,14 +118,14 @@ class Plan:
 
 
 def disk_summary(output_dir: Path, plan: Plan) -> dict[str, Any]:
-    """Figures of the samples on disk, checking each wanted one is there exactly once (in ~20 bytes a sample)."""
+    """Figures of the samples on disk, checking each wanted one is there exactly once (in 16 bytes a sample: its id
+    hash, and a sorted copy)."""
     finish: Counter[str] = Counter()
-    prompt_tokens = completion_tokens = samples = 0
-    ids, prompts, ks = array("Q"), array("Q"), array("l")
+    prompt_tokens = completion_tokens = samples = present = 0
+    ids = array("Q")
     for rec in iter_records(output_dir):
         ids.append(key_hash(rec["id"]))
-        prompts.append(key_hash(rec["source"], rec["row"]))
-        ks.append(rec["k"])
+        present += plan.wants(rec)
         samples += 1
         finish[str(rec["meta"].get("finish_reason"))] += 1
         prompt_tokens += rec["meta"].get("prompt_tokens", 0)
@@ -131,7 +135,6 @@ def disk_summary(output_dir: Path, plan: Plan) -> dict[str, Any]:
     if twice.size:
         sid = next(r["id"] for r in iter_records(output_dir) if key_hash(r["id"]) == int(by_id[twice[0]]))
         raise StageError(f"{output_dir}: sample {sid} written twice; the folder is corrupt, regenerate it")
-    present = int(np.count_nonzero(np.isin(hashes(iter(prompts)), plan.keys) & (np.asarray(ks) < plan.cfg.n)))
     if present < plan.wanted:
         example = next(sid for _, _, sid in plan.pairs(by_id))
         raise StageError(f"{output_dir}: {plan.wanted - present} requested samples missing (e.g. {example}); rerun")
@@ -147,8 +150,4 @@ def disk_summary(output_dir: Path, plan: Plan) -> dict[str, Any]:
 
 def wanted_on_disk(output_dir: Path, plan: Plan) -> int:
     """How many wanted samples are on disk already."""
-    prompts, ks = array("Q"), array("l")
-    for rec in iter_records(output_dir):
-        prompts.append(key_hash(rec["source"], rec["row"]))
-        ks.append(rec["k"])
-    return int(np.count_nonzero(np.isin(hashes(iter(prompts)), plan.keys) & (np.asarray(ks) < plan.cfg.n)))
+    return sum(plan.wants(rec) for rec in iter_records(output_dir))

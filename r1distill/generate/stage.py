@@ -209,7 +209,7 @@ class GenerateStage(Stage):
     def output_dir(self, cfg: GenerateConfig, output_dir: Path) -> Path:
         return shard_dir(output_dir, *parse_shard(cfg.shard)) if cfg.shard else output_dir
 
-    def prepare(self, cfg: GenerateConfig, input_dir: Path | None, output_dir: Path) -> Job:
+    def prepare(self, cfg: GenerateConfig, input_dir: Path | None, output_dir: Path, **kw: Any) -> Job:
         """Every prompt read and checked (rows, unique ids, length against the teacher's context) and the teacher
         resolved, so bad input fails before any engine starts; only the prompts' id hashes are kept."""
         model = teacher_model(cfg)
@@ -220,7 +220,7 @@ class GenerateStage(Stage):
         if cfg.shard:
             i, n = parse_shard(cfg.shard)
             keep = lambda p: shard_of(p.source, p.row, n) == i  # noqa: E731
-        keys = scan_prompts(cfg.sources, cfg.limit, keep=keep, each=prompt_check(cfg, model))
+        keys = scan_prompts(cfg.sources, cfg.limit, keep=keep, each=prompt_check(cfg, model, kw.get("engine")))
         return Job(Plan(cfg, keep, keys), model, sampling, content_hash(cfg, model))
 
     def work(

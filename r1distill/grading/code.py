@@ -14,29 +14,35 @@ A code reference is a dict in one of two shapes (a JSON string of one is accepte
   `<fn_name>`), one JSON value per line of `input` as the arguments, and compare the result with JSON `output`.
 - Assertion tests (HumanEval, MBPP)::
 
-      {"test_code": "assert f(1) == 2\\n...", "setup_code": "", "entry_point": null}
-      {"test_code": "def check(candidate): ...", "entry_point": "f"}
+      {"test_code": "assert f(1) == 2\\n...", "setup_code": "", "test_imports": ["import math"]}
+      {"test_code": "def check(candidate): ...", "entry_point": "f", "prompt": "from typing import List\\ndef f(..."}
 
-  The program is `code + setup_code + test_code` (MBPP's setup builds objects from the solution's classes),
-  followed by `check(<entry_point>)` when an entry point is given
-  (HumanEval's convention). It passes when it exits 0; an `AssertionError` is a wrong answer.
+  The program is `test_imports + code + setup_code + test_code` (MBPP's setup builds objects from the solution's
+  classes; the sanitized MBPP's `test_imports` are what its tests use), followed by `check(<entry_point>)` when an
+  entry point is given. With a `prompt` (HumanEval), the code completes the prompt as the official harness runs
+  it: `prompt + completion + test + check(entry_point)`, so an answer may rely on the prompt's imports and helpers.
+  An answer that is a whole function (it defines the entry point) is appended after the prompt and replaces its
+  stub; anything else is the function's body (`humaneval_program`). It passes when it exits 0; an
+  `AssertionError` is a wrong answer.
 
 Stdin tests run one sandboxed process each and stop at the first failure; the other shapes run once.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import re
 import secrets
+import textwrap
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from r1distill.grading.answer import extract_code, final_answer_text
 from r1distill.grading.base import Grade
-from r1distill.grading.sandbox import DEFAULT_PYTHON, Limits, RunResult, run_python
+from r1distill.grading.sandbox import DEFAULT_PYTHON, Limits, RunResult, require_level, run_python
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +86,28 @@ def fn_name_from_starter(starter_code: str) -> str | None:
     """The method name in a LiveCodeBench starter (`class Solution: def countSeniors(self, ...)`), else None."""
     m = _STARTER_FN.search(starter_code or "")
     return m.group(1) if m else None
+
+
+def _defines(code: str, name: str) -> bool:
+    """Whether `code` parses on its own and defines `name` at top level (a whole function, not a body)."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return False
+    return any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == name for n in tree.body)
+
+
+def humaneval_program(prompt: str, code: str, entry_point: str) -> str:
+    """The program HumanEval's harness would run before its tests: the prompt completed by the model's code.
+
+    A whole function (one that defines `entry_point`) follows the prompt, whose imports and helpers it may use, and
+    replaces the prompt's docstring-only stub; a body (indented, as the harness's completions are, or flush left as
+    a code block often shows it) is indented under the prompt's signature."""
+    if _defines(code, entry_point):
+        return f"{prompt.rstrip()}\n\n\n{code}"
+    lines = [line for line in code.splitlines() if line.strip()]
+    body = code if lines and lines[0][:1] in (" ", "\t") else textwrap.indent(code, "    ")
+    return prompt if not lines else prompt + ("" if prompt.endswith("\n") else "\n") + body
 
 
 def _tokens_equal(got: str, expected: str) -> bool:
@@ -127,8 +155,14 @@ def parse_reference(reference: Any) -> dict[str, Any]:
     if "test_cases" in reference and "tests" not in reference:
         reference = _from_verification_info(reference)
     if "test_code" in reference:
-        if not isinstance(reference["test_code"], str):
-            raise ValueError("code reference: 'test_code' must be a string of Python")
+        for key in ("test_code", "prompt", "setup_code"):
+            if reference.get(key) is not None and not isinstance(reference[key], str):
+                raise ValueError(f"code reference: {key!r} must be a string of Python")
+        if reference.get("prompt") and not reference.get("entry_point"):
+            raise ValueError("code reference: a 'prompt' (HumanEval) needs the 'entry_point' its tests check")
+        imports = reference.get("test_imports") or []
+        if not isinstance(imports, list) or not all(isinstance(i, str) for i in imports):
+            raise ValueError("code reference: 'test_imports' must be a list of import lines")
         return reference
     tests = reference.get("tests")
     if not isinstance(tests, list) or not tests:
@@ -176,7 +210,10 @@ def run_tests(
     nonce = secrets.token_hex(12)
     finished = f"\nprint({nonce!r}, flush=True)\n"
     if "test_code" in ref:
-        program = f"{code}\n\n{ref.get('setup_code') or ''}\n{ref['test_code']}\n"
+        if ref.get("prompt"):
+            code = humaneval_program(ref["prompt"], code, ref["entry_point"])
+        imports = "".join(f"{line}\n" for line in ref.get("test_imports") or [])
+        program = f"{imports}{code}\n\n{ref.get('setup_code') or ''}\n{ref['test_code']}\n"
         if ref.get("entry_point"):
             program += f"\ncheck({ref['entry_point']})\n"
         run = run_python(program + finished, "", limits, python, level)
@@ -224,7 +261,11 @@ def grade_code_many(
     python: str = DEFAULT_PYTHON,
     level: str | None = None,
 ) -> list[Grade]:
-    """`grade_code` over (answer_text, reference) pairs, `workers` sandboxes at a time (threads wait on processes)."""
+    """`grade_code` over (answer_text, reference) pairs, `workers` sandboxes at a time (threads wait on processes).
+
+    The sandbox level is settled first: `SandboxRefused` (bubblewrap unusable, no weaker level named) stops the
+    batch instead of costing each sample a `grader_error`."""
+    level = require_level(level, python)
 
     def one(item: tuple[str, Any]) -> Grade:
         try:

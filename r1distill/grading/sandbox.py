@@ -13,6 +13,10 @@ chosen once per process (`isolation_level()`) and recorded with every result:
 - `uid`: root without usable bubblewrap: uid drop + rlimits; world-readable files stay visible, network open.
 - `rlimit`: rlimits + own session only. Weak: use it for trusted code or on a throwaway machine.
 
+Untrusted code runs only at a bubblewrap level unless a weaker one is named: where bubblewrap is unusable,
+`run_python(level=None)` raises `SandboxRefused` (one line: how to install bubblewrap, or how to accept the weaker
+level with `verify.code.isolation: uid`) instead of running with the network open and the host's /tmp writable.
+
 The interpreter is `/usr/bin/python3` (stdlib only): the unprivileged uid must be able to read it, which a venv
 python under `/root` is not.
 """
@@ -35,9 +39,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from r1distill.core.store import StageError
+
 log = logging.getLogger(__name__)
 
 LEVELS = ("bwrap+uid", "bwrap", "uid", "rlimit")
+STRONG_LEVELS = ("bwrap+uid", "bwrap")  # what runs by default; the others only when named
 # The system interpreter, readable by the unprivileged uid; where there is none, our own (fine for a non-root user).
 DEFAULT_PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 # Each concurrent run gets its own unprivileged uid, claimed with a lock file, so that one program's fork bomb cannot
@@ -48,6 +55,10 @@ SANDBOX_UID_BASE = int(os.environ.get("R1DISTILL_SANDBOX_UID_BASE", "1999990000"
 SANDBOX_UIDS = range(SANDBOX_UID_BASE, SANDBOX_UID_BASE + 64)
 _UID_LOCKS = Path(tempfile.gettempdir()) / "r1distill-sandbox-uids"
 _ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8", "HOME": "/work"}
+
+
+class SandboxRefused(StageError):
+    """Bubblewrap is unusable here and no weaker level was named: untrusted code is not run."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +96,7 @@ class RunResult:
 
 def _bwrap_args(workdir_mb: int) -> list[str]:
     return [
-        "bwrap", "--unshare-all", "--die-with-parent", "--new-session",
+        _tool("bwrap"), "--unshare-all", "--die-with-parent", "--new-session",
         "--ro-bind", "/usr", "/usr", "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
         "--symlink", "usr/bin", "/bin", "--proc", "/proc", "--dev", "/dev",
         "--size", str(workdir_mb << 20), "--tmpfs", "/tmp",
@@ -97,7 +108,7 @@ def _prlimit_args(limits: Limits) -> list[str]:
     cpu = max(1, math.ceil(limits.timeout_s))  # soft: SIGXCPU (-> "timeout"); hard, a second later: SIGKILL
     mem = limits.memory_mb << 20
     return [
-        "prlimit", f"--nproc={limits.nproc}", f"--as={mem}", f"--cpu={cpu}:{cpu + 1}",
+        _tool("prlimit"), f"--nproc={limits.nproc}", f"--as={mem}", f"--cpu={cpu}:{cpu + 1}",
         f"--fsize={limits.output_bytes}", "--nofile=256", "--core=0",
     ]  # fmt: skip
 
@@ -135,9 +146,14 @@ def _sweep(uid: int) -> None:
         )  # fmt: skip
 
 
+def _tool(name: str) -> str:
+    """A tool's absolute path, found on this process's PATH (the program's own PATH is the bare `_ENV` one)."""
+    return shutil.which(name) or name
+
+
 def _command(level: str, python: str, prog: Path, limits: Limits, uid: int | None) -> tuple[list[str], str | None]:
     """The argv for `level` and the working directory to start it in (None: bwrap sets its own)."""
-    setpriv = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+    setpriv = [_tool("setpriv"), f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
     run = [python, "-I", "-B"]
     if level.startswith("bwrap"):
         inner = [*_bwrap_args(limits.disk_mb), "--ro-bind", str(prog), "/work/main.py", "--chdir", "/work"]
@@ -167,6 +183,26 @@ def isolation_level(python: str = DEFAULT_PYTHON) -> str:
         log.info("sandbox level %s unavailable here: %s", level, (result.stderr or result.status).strip()[:200])
     log.warning("sandbox: only rlimits are available; untrusted code is weakly contained on this machine")
     return "rlimit"
+
+
+def require_level(level: str | None = None, python: str = DEFAULT_PYTHON) -> str:
+    """The level untrusted code will run at: `level` when named (any of `LEVELS`), else the strongest available,
+    which must be a bubblewrap one; raises `SandboxRefused` (bubblewrap unusable, nothing named) or ValueError.
+    `R1DISTILL_SANDBOX=LEVEL` in the environment names a level for stages without a recipe key for it (rl)."""
+    level = level or os.environ.get("R1DISTILL_SANDBOX") or None
+    if level is not None:
+        if level not in LEVELS:
+            raise ValueError(f"sandbox level {level!r}: choose one of {', '.join(LEVELS)}")
+        return level
+    best = isolation_level(python)
+    if best not in STRONG_LEVELS:
+        raise SandboxRefused(
+            f"sandbox: bubblewrap is not usable here (best level {best!r}: network open, host /tmp writable), so "
+            "model-written code is not run; install it (apt-get install bubblewrap) or accept the weaker level "
+            f"explicitly with `verify.code.isolation: {best}` (evaluate: `evaluate.code_isolation: {best}`; any stage: "
+            f"R1DISTILL_SANDBOX={best})"
+        )
+    return best
 
 
 def _read_capped(path: Path, cap: int) -> tuple[str, bool]:
@@ -239,10 +275,9 @@ def _run_as(level: str, python: str, code: str, stdin: str, limits: Limits, uid:
 def run_python(
     code: str, stdin: str = "", limits: Limits | None = None, python: str = DEFAULT_PYTHON, level: str | None = None
 ) -> RunResult:
-    """Run `code` as a Python program with `stdin`, contained at `level` (default: the strongest available)."""
-    if level is not None and level not in LEVELS:
-        raise ValueError(f"sandbox level {level!r}: choose one of {', '.join(LEVELS)}")
-    level = level or isolation_level(python)
+    """Run `code` as a Python program with `stdin`, contained at `level` (default: the strongest available, which
+    must be a bubblewrap level: see `require_level`, whose `SandboxRefused` this raises)."""
+    level = require_level(level, python)
     for attempt in range(3):
         result = _run(level, python, code, stdin, limits or Limits())
         if result.status != "sandbox_error":

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 KEPT, DROPPED, OURS, PUBLISHED = "#2f7d4f", "#c8553d", "#3465a4", "#9aa5b1"
+DELTA = "#75507b"
 
 
 def _pyplot():
@@ -93,7 +94,8 @@ def scores(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     """Grouped bars per benchmark: each evaluated model's pass@1 (with its 95% CI) and the published number."""
     plt = _pyplot()
     names = [r["benchmark"] for r in rows]
-    groups = sorted({k for r in rows for k in r["values"]}, key=lambda k: (k == "published", k))
+    seen = dict.fromkeys(k for r in rows for k in r["values"])  # the evaluated model first, as the page lists them
+    groups = sorted(seen, key=lambda k: k == "published")
     fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(names) + 2), 3.6))
     width = min(0.8 / max(len(groups), 1), 0.35)
     palette = iter((OURS, "#e08e0b", KEPT, "#75507b"))
@@ -114,4 +116,24 @@ def scores(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     ax.set_ylabel("pass@1 (%)")
     ax.set_ylim(0, 105)
     ax.legend(frameon=False, fontsize=8)
+    return _save(fig, path)
+
+
+def deltas(rows: Sequence[dict[str, Any]], path: Path) -> Path:
+    """A forest plot: one line per (benchmark, baseline), the paired Δ pass@1 (points) as a dot with its 95% CI as a
+    bar, and a line at zero (no difference)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.2, 0.5 * len(rows) + 1.3))
+    y = list(range(len(rows)))[::-1]
+    for yi, r in zip(y, rows, strict=True):
+        low, high = r["ci"] if r.get("ci") else (r["delta"], r["delta"])
+        ax.plot([low, high], [yi, yi], color=DELTA, linewidth=3, solid_capstyle="butt")
+        ax.plot([r["delta"]], [yi], "o", color=DELTA, markersize=7)
+        ax.text(high, yi + 0.18, f" {r['delta']:+.1f}", fontsize=8, va="bottom")
+    ax.axvline(0, color=PUBLISHED, linewidth=1, linestyle="--")
+    ax.set_yticks(y, [r["label"] for r in rows])
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    span = max([abs(v) for r in rows for v in (r["ci"] or (r["delta"],))] + [1.0])
+    ax.set_xlim(-1.15 * span, 1.15 * span)
+    ax.set_xlabel("Δ pass@1 (points), paired 95% CI")
     return _save(fig, path)

@@ -25,6 +25,7 @@ from typing import Any
 from r1distill.core.config import STAGES
 from r1distill.core.stage import setup_logging
 from r1distill.core.store import StageError, read_manifest
+from r1distill.quantize.compare import section_html
 from r1distill.report import charts
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ padding:10px 14px;min-width:120px}.card b{display:block;font-size:22px}.card spa
 .stage-done{background:#e3f4e8}.stage-missing{background:#fbeaea}.notrun{color:#8a4b3c;font-style:italic}
 img{max-width:100%;border:1px solid #e4e7eb;margin:6px 0}
 .pair{display:flex;gap:12px;align-items:flex-start}.pair img{width:49%}
+.side{display:flex;gap:12px;align-items:flex-start}.side>img{width:55%}.side>div{width:45%}.side div img{width:100%}
 code{font-size:12px;word-break:break-all}
 .ev{font-size:13px;white-space:pre-wrap}mark{background:#ffe08a}
 """
@@ -268,9 +270,39 @@ def _section_eval(run_dir: Path, m, out: Path) -> str:
     caveats = "".join(f"<li>{escape(c)}</li>" for c in report.get("caveats", []))
     text = (f"<p>n={report.get('n')} samples per problem; published numbers: DeepSeek-R1-Distill model cards "
             "(64 samples, temperature 0.6, top-p 0.95, 32,768 tokens).</p>")  # fmt: skip
-    return f'<img src="eval.png" alt="pass@1 beside published">{text}{_table(head, rows, {2, 3, 5, 7})}' + (
-        f"<ul>{caveats}</ul>" if caveats else ""
-    )
+    bars = '<img src="eval.png" alt="pass@1 beside published">'
+    paired = _paired(report, out)
+    top = f'<div class="side">{bars}<div>{paired}</div></div>' if paired else bars
+    return f"{top}{text}{_table(head, rows, {2, 3, 5, 7})}" + (f"<ul>{caveats}</ul>" if caveats else "")
+
+
+def _paired(report: dict[str, Any], out: Path) -> str:
+    """The evaluated model against each baseline on the same problems: Δ pass@1 with its paired CI and p-value, as
+    a forest plot and a table (empty without baselines)."""
+    label = report.get("label", "model")
+    rows, chart_rows = [], []
+    for base, benches in report.get("paired", {}).items():
+        same = report.get("baselines", {}).get(base, {}).get("same_model_as")
+        shown = f"{base} (= {same})" if same else base
+        for name, d in benches.items():
+            if d.get("delta") is None:
+                continue
+            ci = d.get("ci95")
+            p = "-" if d.get("p_value") is None else f"{d['p_value']:.3g}"
+            rows.append([escape(name), escape(shown), f"{d['problems']:,}", f"{100 * d['delta']:+.1f}",
+                         f"{100 * ci[0]:+.1f} to {100 * ci[1]:+.1f}" if ci else "-", p,
+                         f"{d['wins']} / {d['losses']}"])  # fmt: skip
+            chart_rows.append({"label": f"{name}: {label} - {shown}", "delta": 100 * d["delta"],
+                               "ci": (100 * ci[0], 100 * ci[1]) if ci else None})  # fmt: skip
+    if not rows:
+        return ""
+    charts.deltas(chart_rows, out / "eval_delta.png")
+    method = next(d["method"] for b in report["paired"].values() for d in b.values())
+    head = ["benchmark", "baseline", "problems", "Δ pass@1", "95% CI", "p", "better / worse"]
+    return (f'<img src="eval_delta.png" alt="paired difference in pass@1 with its 95% CI">'
+            f"{_table(head, rows, {2, 3, 5})}<p class=sub>Δ pass@1 = {escape(label)} - baseline, in points, paired "
+            "over the problems both models were scored on: "
+            f"{escape(method)}.</p>")  # fmt: skip
 
 
 def _section_provenance(run_dir: Path, m) -> str:
@@ -328,6 +360,7 @@ def render(run_dir: Path, out: Path) -> Path:
         ("lengths", "Lengths", _section_lengths(run_dir, m, out)),
         ("training", "Training", _section_training(run_dir, m, out)),
         ("evaluation", "Evaluation", _section_eval(run_dir, m, out)),
+        *([("quantized", "Quantized student beside the full one", q)] if (q := section_html(run_dir)) else []),
         ("provenance", "Commands and config hashes", _section_provenance(run_dir, m)),
     ]
     nav = " · ".join(f'<a href="#{key}">{escape(title)}</a>' for key, title, _ in sections)

@@ -155,10 +155,7 @@ def _defaults() -> dict[str, Any]:
 
 class DistillStage(Stage):
     name, Config, upstream, needs_input, distributed = "distill", DistillStageConfig, "sft", False, True
-
-    def input_stage(self, recipe: Any) -> str | None:
-        section = recipe.data.get("distill") or {}
-        return None if isinstance(section, dict) and section.get("model") else self.upstream
+    input_key = "model"
 
     def validate(self, cfg: DistillStageConfig) -> None:
         validate(cfg)

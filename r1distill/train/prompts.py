@@ -11,6 +11,7 @@ from r1distill.core.records import prompt_key
 from r1distill.core.store import StageError
 from r1distill.generate import stage as generate
 from r1distill.generate.engines.base import Request, render_text
+from r1distill.generate.plan import messages_for
 from r1distill.generate.prompts import Prompt
 from r1distill.generate.prompts import load_prompts as load_prompts_from
 
@@ -54,7 +55,7 @@ def build_dataset(prompts: list[Prompt], gen: generate.GenerateConfig, tokenizer
         raise StageError(f"{where}.model {gen.model!r}: its tokenizer has no chat template; start from a chat model")
     rows = []
     for p in prompts:
-        text = render_text(tokenizer, Request("", generate.messages_for(gen, p), prefill=gen.prefill))
+        text = render_text(tokenizer, Request("", messages_for(gen, p), prefill=gen.prefill))
         if bos and text.startswith(bos):  # TRL tokenises text prompts with special tokens: no second BOS
             text = text[len(bos) :]
         key = prompt_key(p.source, p.row)

@@ -112,12 +112,11 @@ def validate(cfg: RLStageConfig) -> None:
 
 class RLStage(Stage):
     name, Config, upstream, needs_input, distributed = "rl", RLStageConfig, "sft", False, True
+    input_key = "model"
 
     def input_stage(self, recipe: Any) -> str | None:
-        section = recipe.data.get("rl") or {}
-        if isinstance(section, dict) and section.get("model"):
-            return None
-        return "distill" if "distill" in recipe.data else self.upstream  # after on-policy distillation, if any
+        stage = super().input_stage(recipe)
+        return "distill" if stage and "distill" in recipe.data else stage  # after on-policy distillation, if any
 
     def validate(self, cfg: RLStageConfig) -> None:
         validate(cfg)

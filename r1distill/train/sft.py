@@ -167,10 +167,7 @@ def _check_context(cfg: SFTStageConfig, student: str, args, input_dir: Path | No
 
 class SFTStage(Stage):
     name, Config, upstream, needs_input, distributed = "sft", SFTStageConfig, "build", False, True
-
-    def input_stage(self, recipe: Any) -> str | None:
-        section = recipe.data.get("sft") or {}
-        return None if isinstance(section, dict) and section.get("dataset") else self.upstream
+    input_key = "dataset"
 
     def validate(self, cfg: SFTStageConfig) -> None:
         validate(cfg)
@@ -235,8 +232,8 @@ def _kd_summary(trainer) -> dict[str, Any]:
         return {}
     last = next((e for e in reversed(trainer.state.log_history) if "soft_loss" in e), {})
     aligned = getattr(kd.offline, "aligned_fraction", None) if kd.offline is not None else None
-    return {"kd": {"source": kd.config.source, "aligned_fraction": aligned,
-                   **{k: last[k] for k in ("hard_loss", "soft_loss", "kd_loss") if k in last}}}  # fmt: skip
+    parts = ("hard_loss", "soft_loss", "kd_loss", "hidden_loss")
+    return {"kd": {"source": kd.config.source, "aligned_fraction": aligned, **{k: last[k] for k in parts if k in last}}}
 
 
 def _fix_generation_config(output_dir: Path, tok) -> None:

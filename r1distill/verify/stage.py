@@ -33,8 +33,9 @@ from typing import Any
 from r1distill.core.config import ConfigError, config_hash
 from r1distill.core.records import key_hash, prompt_key
 from r1distill.core.stage import Stage
-from r1distill.core.store import ShardWriter, atomic_write_text, iter_records, manifest_hash, recover
+from r1distill.core.store import ShardWriter, atomic_write_text, batched, iter_records, manifest_hash, recover
 from r1distill.grading import Grade, Grader
+from r1distill.grading.judge import JudgeConfig, judge_undecided
 from r1distill.grading.sandbox import DEFAULT_PYTHON, LEVELS, Limits
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ class VerifyConfig:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     math: MathConfig = field(default_factory=MathConfig)
     code: CodeConfig = field(default_factory=CodeConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)  # LLM fallback for answers the rules cannot decide; off
     # Grade a completion that stopped without closing <think> on its whole text (R1 practice: `no_answer`). For small
     # teachers that never emit </think>, such as the quickstart's SmolLM2-135M.
     lenient_think: bool = False
@@ -125,21 +127,21 @@ def _prepare_graded(graded: Path, cfg: VerifyConfig, input_dir: Path) -> set[int
 
 
 def _batches(input_dir: Path, done: set[int], size: int) -> Iterator[list[dict[str, Any]]]:
+    """The records not graded yet, in batches; a duplicate id is graded once (the first) and counted."""
     seen = set(done)
-    batch: list[dict[str, Any]] = []
     duplicates = 0
-    for record in iter_records(input_dir, required=REQUIRED):
-        rid = key_hash(record["id"])
-        if rid in seen:
-            duplicates += rid not in done
-            continue
-        seen.add(rid)
-        batch.append(record)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+
+    def fresh() -> Iterator[dict[str, Any]]:
+        nonlocal duplicates
+        for record in iter_records(input_dir, required=REQUIRED):
+            rid = key_hash(record["id"])
+            if rid in seen:
+                duplicates += rid not in done
+                continue
+            seen.add(rid)
+            yield record
+
+    yield from batched(fresh(), size)
     if duplicates:
         log.warning("verify: %s holds %d duplicate sample id(s); graded the first of each", input_dir, duplicates)
 
@@ -156,7 +158,7 @@ def _grade_all(cfg: VerifyConfig, input_dir: Path, graded: Path, done: set[int])
         ShardWriter(graded, cfg.rows_per_shard) as writer,
     ):
         for batch in _batches(input_dir, done, cfg.batch_size):
-            grades: list[Grade] = grader.grade(batch)
+            grades: list[Grade] = judge_undecided(cfg.judge, batch, grader.grade(batch), graded)
             for record, grade in zip(batch, grades, strict=True):
                 writer.write({**record, "meta": {**(record.get("meta") or {}), "verify": grade.to_meta()}})
             new += len(batch)

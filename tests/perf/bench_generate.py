@@ -11,11 +11,12 @@ Target (issue 2): ratio >= 0.95 on CPU with the bundled model.
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 import time
 from pathlib import Path
+
+from knobs import knobs  # noqa: E402  (tests/perf/knobs.py)
 
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
 os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
@@ -23,12 +24,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--prompts", type=int, default=64)
-    p.add_argument("--n", type=int, default=4)
-    p.add_argument("--max-tokens", type=int, default=128)
-    p.add_argument("--rounds", type=int, default=2)
-    args = p.parse_args()
+    args = knobs(__doc__, prompts=64, n=4, max_tokens=128, rounds=2)
 
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
@@ -37,8 +33,9 @@ def main() -> None:
     from r1distill.core.store import iter_records
     from r1distill.generate.engines import Request
     from r1distill.generate.engines.vllm_local import VLLMEngine
+    from r1distill.generate.plan import messages_for
     from r1distill.generate.prompts import SourceConfig, load_prompts
-    from r1distill.generate.stage import GenerateConfig, messages_for, run
+    from r1distill.generate.stage import GenerateConfig, run
 
     sampling = {"temperature": 0.6, "top_p": 0.95, "max_tokens": args.max_tokens, "ignore_eos": True}
     source = SourceConfig(name="arith", builtin="arithmetic", count=args.prompts)

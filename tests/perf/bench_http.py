@@ -10,12 +10,13 @@ the order. Target (issue 3): ratio >= 0.95.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import sys
 import time
 from pathlib import Path
+
+from knobs import knobs  # noqa: E402  (tests/perf/knobs.py)
 
 os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -36,12 +37,7 @@ async def plain_client(url: str, bodies: list[dict], concurrency: int) -> int:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--requests", type=int, default=64)
-    p.add_argument("--concurrency", type=int, default=16)
-    p.add_argument("--max-tokens", type=int, default=64)
-    p.add_argument("--rounds", type=int, default=2)
-    args = p.parse_args()
+    args = knobs(__doc__, requests=64, concurrency=16, max_tokens=64, rounds=2)
 
     from vllm_server import VLLMServer
 

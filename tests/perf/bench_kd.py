@@ -11,7 +11,6 @@ process's peak RSS during training above its RSS before the first step (on a GPU
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import subprocess
@@ -19,6 +18,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from knobs import knobs  # noqa: E402  (tests/perf/knobs.py)
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -77,14 +78,7 @@ def arm(name: str, work: Path, a) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rows", type=int, default=64)
-    p.add_argument("--k", type=int, default=20)
-    p.add_argument("--max-length", type=int, default=1024)
-    p.add_argument("--steps", type=int, default=12)
-    p.add_argument("--arm", help=argparse.SUPPRESS)
-    p.add_argument("--work", help=argparse.SUPPRESS)
-    a = p.parse_args()
+    a = knobs(__doc__, ("arm", "work"), rows=64, k=20, max_length=1024, steps=12)
     if a.arm:
         print(json.dumps(arm(a.arm, Path(a.work), a)))
         return

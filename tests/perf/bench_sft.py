@@ -11,12 +11,13 @@ Rounds alternate the order to cancel drift. Target (issue 7): ratio >= 0.97.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from knobs import knobs  # noqa: E402  (tests/perf/knobs.py)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -68,14 +69,7 @@ def ours(student: Path, build: Path, out: Path, trl: dict) -> tuple[float, int, 
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=40)
-    p.add_argument("--hidden", type=int, default=256)
-    p.add_argument("--layers", type=int, default=4)
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--packing", action="store_true")
-    a = p.parse_args()
+    a = knobs(__doc__, steps=40, hidden=256, layers=4, batch=8, rounds=2, packing=False)
 
     import sft_data
 

@@ -14,7 +14,6 @@ and token accuracy (student argmax = the teacher's token).
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import shutil
@@ -30,6 +29,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import torch  # noqa: E402
 from datasets import Dataset  # noqa: E402
 from kd_data import teacher_run, tiny_student  # noqa: E402
+from knobs import knobs  # noqa: E402  (tests/perf/knobs.py)
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 from trl import SFTConfig, SFTTrainer  # noqa: E402
 
@@ -60,19 +60,10 @@ def evaluate(student, teacher, tok, rows) -> dict[str, float]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--train", type=int, default=96)
-    p.add_argument("--heldout", type=int, default=24)
-    p.add_argument("--steps", type=int, default=120)
-    p.add_argument("--k", type=int, default=20)
-    p.add_argument("--alpha", type=float, default=0.5)
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--max-new-tokens", type=int, default=32)
-    p.add_argument("--online", action="store_true", help="also train with the teacher model online (full vocab)")
-    p.add_argument("--out", default=None, help="write the figures here as JSON")
-    p.add_argument("--cache", default=None, help="keep the teacher samples in this folder and reuse them")
-    a = p.parse_args()
+    # --online: also train with the teacher model online (full vocab); --out: the figures as JSON; --cache: keep the
+    # teacher samples in this folder and reuse them
+    a = knobs(__doc__, train=96, heldout=24, steps=120, k=20, alpha=0.5, temperature=1.0, lr=3e-3, max_new_tokens=32,
+              online=False, out=None, cache=None)  # fmt: skip
     logging.basicConfig(level=logging.WARNING)
     torch.manual_seed(0)
     work = Path(a.cache) if a.cache else Path(tempfile.mkdtemp(prefix="kd-exp-"))

@@ -81,12 +81,16 @@ def ngram_scan(h: np.ndarray, n: int, min_repeats: int, max_period: int) -> tupl
         for j in range(1, n):
             grams = grams * _MIX + h[j : j + total]
         # Multiplied once more: the last word was only added, and a short word's hash lives in the low bits.
-        keys = (grams * _MIX >> hi << hi) | np.arange(total, dtype=np.uint64)
+        keys = (grams * _MIX >> hi << hi) | _positions(total)
     keys.sort()
-    same = (keys[1:] >> hi) == (keys[:-1] >> hi)
-    share = 1.0 - (total - int(np.count_nonzero(same))) / total
-    mask = np.uint64((1 << bits) - 1)
-    dist = ((keys[1:] & mask) - (keys[:-1] & mask))[same].astype(np.int64)
+    top = keys >> hi
+    same = top[1:] == top[:-1]
+    repeats = int(np.count_nonzero(same))
+    share = 1.0 - (total - repeats) / total
+    if repeats < 2:
+        return share, direct  # a loop of a longer block repeats several n-grams
+    low = keys & np.uint64((1 << bits) - 1)
+    dist = (low[1:] - low[:-1])[same].astype(np.int64)
     dist = dist[dist <= max_period]
     if not len(dist):
         return share, direct
@@ -95,6 +99,16 @@ def ngram_scan(h: np.ndarray, n: int, min_repeats: int, max_period: int) -> tupl
     need = np.maximum(1, 0.5 * ((min_repeats - 1) * p - n + 1))
     found = np.flatnonzero((p > len(direct)) & (counts >= need)).tolist()
     return share, direct + found
+
+
+_POSITIONS = np.arange(1 << 16, dtype=np.uint64)
+
+
+def _positions(n: int) -> np.ndarray:
+    global _POSITIONS
+    if len(_POSITIONS) < n:
+        _POSITIONS = np.arange(max(n, 2 * len(_POSITIONS)), dtype=np.uint64)
+    return _POSITIONS[:n]
 
 
 def _runs(h: np.ndarray, periods: list[int], min_repeats: int) -> list[tuple[int, int, int]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from r1distill.core.records import Sample, Verdict
-from r1distill.core.text import CJK_CHAR, FENCE, PARAGRAPH_BREAK
+from r1distill.core.text import CJK_CHAR, FENCE, PARAGRAPH_BREAK, may_have_cjk
 from r1distill.filter.checks import evidence, register
 
 
@@ -45,7 +45,7 @@ def long_paragraph(
         if ignore_code and ("```" in text or "~~~" in text):
             # Blanked, not removed: the evidence's offset stays an offset into the text itself.
             text = FENCE.sub(lambda m: "\n" * m.group().count("\n"), text)
-        if text.isascii() and max(map(len, PARAGRAPH_BREAK.split(text))) <= max_chars:
+        if not may_have_cjk(text) and max(map(len, PARAGRAPH_BREAK.split(text))) <= max_chars:
             continue  # the common case in C: offsets are needed only for a drop's evidence
         start, end, longest = max(_paragraphs(text, cjk_weight), key=lambda t: t[2], default=(0, 0, 0))
         if longest > max_chars:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from r1distill.core.records import Sample, Verdict
-from r1distill.core.text import CJK_CHAR
+from r1distill.core.text import CJK_CHAR, may_have_cjk
 from r1distill.core.text import PARAGRAPH_BREAK as _PARAGRAPH_BREAK
 from r1distill.filter.checks import evidence, register
 from r1distill.filter.checks.loops import Loop, ngram_scan, tail_loop, unit_loop, word_loop
@@ -139,7 +139,7 @@ def repetition(
         if loops and len(text) >= min(loop_min_run_chars, tail_min_run_chars):
             params = {"min_repeats": loop_min_repeats, "min_run_chars": loop_min_run_chars,
                       "min_block_chars": loop_min_block_chars, "max_period": loop_max_period}  # fmt: skip
-            if not text.isascii() and CJK_CHAR.search(text):
+            if may_have_cjk(text) and CJK_CHAR.search(text):
                 loop = unit_loop(text, **params)  # no spaces between CJK words: sentences and lines instead
             else:
                 table = word_table(text)

@@ -45,6 +45,9 @@ def _lookup() -> np.ndarray:
 
 
 _LUT = _lookup()
+# UTF-8 lead bytes of U+0340..U+1FFF and U+3000..U+FFFF: every non-Latin range above lies there (U+2000..U+2FFF,
+# lead 0xE2, is punctuation, arrows and mathematics; four-byte characters are beyond the ranges).
+_NOT_SCRIPT_LEAD = bytes(b for b in range(256) if not (0xCD <= b <= 0xE1 or 0xE3 <= b <= 0xEF))
 
 
 def script_units(text: str, scripts: Iterable[str] | None = None) -> dict[str, float]:
@@ -123,8 +126,8 @@ def sentences(text: str) -> tuple[np.ndarray, np.ndarray]:
 
 def has_non_latin(text: str) -> bool:
     """Whether `text` holds a letter of another script than Latin (Greek only as a word of three letters)."""
-    if text.isascii():
-        return False
+    if text.isascii() or not text.encode("utf-8").translate(None, _NOT_SCRIPT_LEAD):
+        return False  # no UTF-8 lead byte of a non-Latin script's block (English punctuation and maths: 0xE2)
     cls = _LUT[np.minimum(np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32), 0xFFFF)]
     other = (cls > 0) & (cls != _ID["latin"]) & (cls != _ID["greek"])
     return bool(other.any() or _runs_at_least(cls == _ID["greek"], 3).any())

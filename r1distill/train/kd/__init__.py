@@ -12,6 +12,7 @@
         logprobs_dir: null     # the generate folder holding the sidecars; default RUN_DIR/generate
         min_aligned: 0.5       # fail if fewer label tokens than this get teacher data (offline): a wrong
                                # folder or tokenizer gives ~0; the never-sampled prefill is the usual gap
+        hidden: null           # hidden-state matching: {weight, loss: cosine|mse, layers, projection}; kd/hidden.py
 
 R1's distilled models were trained on the sampled text alone (hard labels); this adds the teacher's distribution at
 every token. Token-level KD needs teacher and student to share a vocabulary: a different tokenizer is an error.
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from r1distill.core.config import ConfigError, from_dict
+from r1distill.train.kd import hidden as hidden_states
 from r1distill.train.kd.loss import MODES, TAIL
 
 log = logging.getLogger(__name__)
@@ -50,15 +52,19 @@ class KDConfig:
     teacher: str | None = None
     logprobs_dir: str | None = None
     min_aligned: float = 0.5
+    hidden: dict[str, Any] | None = None
 
 
 @dataclass
 class KD:
-    """What KDTrainer needs: the settings and one teacher source."""
+    """What KDTrainer needs: the settings, one teacher source, and for hidden-state matching its settings and the
+    teacher model whose states are matched (the online teacher itself, or one loaded beside the sidecars)."""
 
     config: KDConfig
     offline: Any = None
     online: Any = None
+    hidden: Any = None
+    hidden_teacher: Any = None
 
 
 def parse(raw: dict[str, Any] | KDConfig, where: str) -> KDConfig:
@@ -74,6 +80,7 @@ def parse(raw: dict[str, Any] | KDConfig, where: str) -> KDConfig:
     for key, ok, what in checks:
         if not ok:
             raise ConfigError(f"{where}.{key}: must be {what}, got {getattr(cfg, key)!r}")
+    hidden_states.parse(cfg.hidden, f"{where}.hidden")
     return cfg
 
 
@@ -131,11 +138,18 @@ def setup(raw, where: str, tokenizer, student, input_dir, train, eval, args):
     if not name:
         raise ConfigError(f"{where}.teacher: not set and the samples record no teacher model; name the teacher")
     check_vocabulary(models.load_tokenizer(name, f"{where}.teacher"), tokenizer, name, where)
+    hidden = hidden_states.parse(cfg.hidden, f"{where}.hidden")
+    teacher_model = teachers.load_model(name, where) if cfg.source == "online" or hidden else None
+    if hidden:  # before any tokenization: a bad layer map fails in a second
+        from transformers import AutoConfig
+
+        hidden_states.check(hidden, AutoConfig.from_pretrained(student), teacher_model.config, f"{where}.hidden")
     if cfg.source == "online":
-        model = teachers.load_model(name, where)
+        model = teacher_model
         log.info("kd: online teacher %s, alpha %.2f, T %.2f, %s", name, cfg.alpha, cfg.temperature,
                  f"top-{cfg.top_k} ({cfg.top_k_mode})" if cfg.top_k else "full vocabulary")  # fmt: skip
-        return KDTrainer, train, eval, {"kd": KD(cfg, online=teachers.OnlineTeacher(model, cfg.top_k))}
+        online = teachers.OnlineTeacher(model, cfg.top_k)
+        return KDTrainer, train, eval, {"kd": KD(cfg, online=online, hidden=hidden, hidden_teacher=online)}
 
     if args.packing and args.packing_strategy == "wrapped":
         raise ConfigError(f"{where}: packing_strategy 'wrapped' cuts sequences anywhere; use bfd or bfd_split")
@@ -156,4 +170,6 @@ def setup(raw, where: str, tokenizer, student, input_dir, train, eval, args):
             f"{where}.min_aligned: only {store.aligned_fraction:.1%} of the assistant tokens align to teacher "
             f"logprobs (below {cfg.min_aligned:.0%}); check that {lp_dir} is the generate run these rows came from"
         )
-    return KDTrainer, train, eval, {"kd": KD(cfg, offline=store)}
+    # Sidecars hold distributions, not states: hidden-state matching runs the teacher model beside them.
+    states = teachers.OnlineTeacher(teacher_model, None) if hidden else None
+    return KDTrainer, train, eval, {"kd": KD(cfg, offline=store, hidden=hidden, hidden_teacher=states)}

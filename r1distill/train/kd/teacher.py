@@ -167,10 +167,15 @@ class OnlineTeacher:
 
     @torch.no_grad()
     def logits(self, inputs: dict[str, torch.Tensor], keep: torch.Tensor) -> torch.Tensor:
+        return self.forward(inputs, keep).logits
+
+    @torch.no_grad()
+    def forward(self, inputs: dict[str, torch.Tensor], keep: torch.Tensor | int, hidden: bool = False):
+        """The teacher's outputs: logits at the `keep` positions, and with `hidden` every layer's states."""
         device = inputs["input_ids"].device
         if next(self.model.parameters()).device != device:
             self.model.to(device)
-        return self.model(**{**inputs, "use_cache": False}, logits_to_keep=keep).logits
+        return self.model(**{**inputs, "use_cache": False}, logits_to_keep=keep, output_hidden_states=hidden)
 
 
 def load_model(name: str, where: str):
