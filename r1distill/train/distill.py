@@ -35,11 +35,10 @@ from r1distill.core.models import BUNDLED, load_tokenizer, resolve_model
 from r1distill.core.stage import Stage
 from r1distill.core.store import StageError, manifest_hash, read_manifest
 from r1distill.generate import stage as generate
-from r1distill.generate.engines.base import Request, render_text
-from r1distill.generate.plan import messages_for
 from r1distill.generate.prompts import Prompt, SourceConfig
 from r1distill.generate.prompts import load_prompts as load_prompts_from
 from r1distill.train import common as training
+from r1distill.train import prompts as train_prompts
 
 log = logging.getLogger(__name__)
 
@@ -143,20 +142,8 @@ def check_vocabulary(student_tok: Any, teacher: str) -> None:
 
 
 def build_dataset(prompts: list[Prompt], gen: generate.GenerateConfig, tokenizer: Any):
-    """A `datasets.Dataset` of text prompts (template + prefill, as generate renders them) and ids."""
-    import datasets
-
-    if not getattr(tokenizer, "chat_template", None):
-        raise StageError(f"distill.model {gen.model!r}: its tokenizer has no chat template; start from a chat model")
-    probe = tokenizer("x").input_ids
-    bos = tokenizer.bos_token if tokenizer.bos_token_id is not None and probe[:1] == [tokenizer.bos_token_id] else None
-    rows = []
-    for p in prompts:
-        text = render_text(tokenizer, Request("", messages_for(gen, p), prefill=gen.prefill))
-        if bos and text.startswith(bos):  # TRL tokenises text prompts with special tokens: no second BOS
-            text = text[len(bos) :]
-        rows.append({"prompt": text, "id": f"{p.source}/{p.row}"})
-    return datasets.Dataset.from_list(rows)
+    """The prompts as TRL's text-prompt dataset (template + prefill, as generate renders them; see train/prompts)."""
+    return train_prompts.build_dataset(prompts, gen, tokenizer, where="distill")
 
 
 def _defaults() -> dict[str, Any]:
@@ -167,14 +154,8 @@ def _defaults() -> dict[str, Any]:
 
 
 class DistillStage(Stage):
-    name, Config, upstream, needs_input, distributed, input_key = (
-        "distill",
-        DistillStageConfig,
-        "sft",
-        False,
-        True,
-        "model",
-    )
+    name, Config, upstream, needs_input, distributed = "distill", DistillStageConfig, "sft", False, True
+    input_key = "model"
 
     def validate(self, cfg: DistillStageConfig) -> None:
         validate(cfg)
@@ -189,7 +170,7 @@ class DistillStage(Stage):
         ]
 
     def work(self, cfg: DistillStageConfig, input_dir, output_dir: Path, prepared, force: bool = False, **kw):
-        """Distil on-policy from the teacher and save the student; the manifest body on rank 0."""
+        """Distil on-policy from the teacher, save the student; the manifest body on rank 0."""
         return _train(cfg, input_dir, output_dir, force)
 
     def summary(self, manifest: dict[str, Any]) -> str:
@@ -217,9 +198,7 @@ def _train(cfg: DistillStageConfig, input_dir: Path | None, output_dir: Path, fo
     tok.padding_side = "left"
     check_vocabulary(tok, teacher)
     prompts = load_prompts_from(cfg.sources, cfg.limit, "distill.sources")
-    gen = generate.GenerateConfig(sources=cfg.sources, model=model, limit=cfg.limit, system_prompt=cfg.system_prompt,
-                                  prompt_template=cfg.prompt_template, prefill=cfg.prefill)  # fmt: skip
-    dataset = build_dataset(prompts, gen, tok)
+    dataset = build_dataset(prompts, train_prompts.generate_config(cfg, model), tok)
     deepspeed = training.deepspeed_config(cfg.deepspeed, "distill.deepspeed")
     defaults = {**_defaults(), **({"teacher_model_server_url": teacher} if server else {})}
     args = training.trainer_args(config_class(cfg), cfg.trl, output_dir, deepspeed, "distill.trl", **defaults)
@@ -282,7 +261,11 @@ def train_summary(log_history: list[dict[str, Any]], steps: int, wall: float, re
 
 
 STAGE = DistillStage()
-run, main, summary = STAGE.run, STAGE.main, STAGE.summary
+run, summary = STAGE.run, STAGE.summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    return STAGE.main(argv)
 
 
 if __name__ == "__main__":

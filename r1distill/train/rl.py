@@ -74,11 +74,6 @@ class RLStageConfig:
 Config = RLStageConfig
 
 
-def upstream(recipe: Any) -> str:
-    """The run-dir folder rl starts from: distill's output when the recipe has a distill stage, else sft's."""
-    return "distill" if "distill" in recipe.data else "sft"
-
-
 def policy_model(cfg: RLStageConfig, input_dir: Path | None) -> str:
     """The model GRPO starts from: `rl.model`, or the finished sft folder."""
     if cfg.model:
@@ -119,6 +114,10 @@ class RLStage(Stage):
     name, Config, upstream, needs_input, distributed = "rl", RLStageConfig, "sft", False, True
     input_key = "model"
     reads_model = True  # after on-policy distillation when the recipe has it
+
+    def input_stage(self, recipe: Any) -> str | None:
+        stage = super().input_stage(recipe)
+        return "distill" if stage and "distill" in recipe.data else stage  # after on-policy distillation, if any
 
     def validate(self, cfg: RLStageConfig) -> None:
         validate(cfg)

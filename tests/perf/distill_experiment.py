@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import subprocess
 import sys
 import time
@@ -173,12 +172,13 @@ def held_out_ids() -> list[str]:
     return [str(r["id"]).replace("/", "_") for r in rows if r["problem"] not in seen]
 
 
-def paired_delta(a: dict[str, float], b: dict[str, float], ids: list[str], reps: int = 10_000) -> tuple:
-    """Mean over problems of a - b, with a 95% paired-bootstrap interval (problems resampled, seed 0)."""
-    diffs = [a[i] - b[i] for i in ids]
-    rng = random.Random(0)
-    means = sorted(sum(rng.choices(diffs, k=len(diffs))) / len(diffs) for _ in range(reps))
-    return sum(diffs) / len(diffs), means[int(0.025 * reps)], means[int(0.975 * reps) - 1]
+def paired_delta(a: dict[str, float], b: dict[str, float], ids: list[str]) -> tuple:
+    """Mean over the problems `ids` of a - b and its 95% paired-bootstrap interval (problems resampled, seeded):
+    r1distill.evaluate.metrics.paired_delta, the same the evaluate report prints."""
+    from r1distill.evaluate.metrics import paired_delta as paired
+
+    d = paired({i: a[i] for i in ids}, {i: b[i] for i in ids}, method="bootstrap")
+    return d["delta"], *d["ci95"]
 
 
 def kl_main(model: str, out: str, limit: int = 16) -> None:
