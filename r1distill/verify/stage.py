@@ -109,7 +109,8 @@ def _prompt_of(record: dict[str, Any]) -> str:
 
 
 def _grading_stamp(cfg: VerifyConfig, input_dir: Path) -> str:
-    grading = {"math": asdict(cfg.math), "code": asdict(cfg.code), "lenient_think": cfg.lenient_think}
+    grading = {"math": asdict(cfg.math), "code": asdict(cfg.code), "lenient_think": cfg.lenient_think,
+               "judge": asdict(cfg.judge)}  # a judge switched on mid-run regrades: its verdicts differ  # fmt: skip
     return json.dumps({"grading": config_hash(grading), "input": manifest_hash(input_dir)})
 
 
