@@ -261,11 +261,7 @@ def train_summary(log_history: list[dict[str, Any]], steps: int, wall: float, re
 
 
 STAGE = DistillStage()
-run, summary = STAGE.run, STAGE.summary
-
-
-def main(argv: list[str] | None = None) -> int:
-    return STAGE.main(argv)
+run, main, summary = STAGE.run, STAGE.main, STAGE.summary
 
 
 if __name__ == "__main__":
