@@ -34,12 +34,15 @@ def test_quickstart_runs_every_stage_and_round_trips(quickstart_run, tmp_path):
     assert (run_dir / "sft" / "adapter" / "adapter_config.json").exists()  # LoRA, saved merged for vLLM
     assert manifests["rl"]["steps"] == 2
     report = json.loads((run_dir / "evaluate" / "report.json").read_text())
-    assert report["label"] == "student" and "teacher" in report["baselines"]  # the student beside its teacher
+    assert report["label"] == "student" and {"start", "teacher"} <= set(report["baselines"])  # beside both
+    # the untrained start is the teacher's own weights here: sampled once, shown under both labels
+    assert report["baselines"]["teacher"].get("same_model_as") == "start"
+    assert set(report["paired"]) == {"start", "teacher"}
     # pass@1 is the mean over problems of each problem's share of correct samples, as graded on disk
     evaluated = run_dir / "evaluate"
     for folder, bench in (
         (evaluated / "arith", report["benchmarks"]["arith"]),
-        (evaluated / "baselines" / "teacher" / "arith", report["baselines"]["teacher"]["benchmarks"]["arith"]),
+        (evaluated / "baselines" / "start" / "arith", report["baselines"]["teacher"]["benchmarks"]["arith"]),
     ):
         by_row = defaultdict(list)
         for line in (folder / "scored.jsonl").read_text().splitlines():
