@@ -13,7 +13,6 @@ import pytest
 
 from r1distill.core.config import ConfigError
 from r1distill.core.store import StageError, write_manifest
-from r1distill.evaluate.metrics import Z95
 from r1distill.generate.problems import arithmetic
 from r1distill.quantize import compare
 from r1distill.quantize.stage import CalibrationConfig, QuantizeConfig, run, validate
@@ -151,7 +150,8 @@ def test_the_comparison_pairs_problems_and_reads_size_and_speed(tmp_path):
     mean = sum(diffs) / 3
     se = (sum((d - mean) ** 2 for d in diffs) / 2) ** 0.5 / 3**0.5
     assert b["paired_problems"] == 3 and b["delta_pass@1"] == pytest.approx(mean)
-    assert b["delta_ci95"] == pytest.approx([mean - Z95 * se, mean + Z95 * se])
+    t_975_df2 = 4.302652729911275  # Student t, 97.5% quantile, 2 degrees of freedom (3 paired problems)
+    assert b["delta_ci95"] == pytest.approx([mean - t_975_df2 * se, mean + t_975_df2 * se])
     assert (b["full"]["tok_per_s"], b["quantized"]["tok_per_s"]) == (40.0, 55.5)
     assert c["quantized"]["label"] == "quantized" and c["same_student"]
     assert c["full"]["size_bytes"] > c["quantized"]["size_bytes"] > 1000  # weights plus the manifest

@@ -6,14 +6,13 @@ the same engine, and the paired Δ pass@1 with its 95% CI, per benchmark.
 The quantized model is the evaluate baseline whose folder is a finished quantize stage. Tok/s is evaluate's own
 measure of each model's sampling run (output tokens / wall time of the generate call, the engine already started,
 same problems, n and sampling for both); a model whose samples were all reused from an earlier run has none. Δ is
-quantized minus full over the problems both were graded on, the mean of the per-problem differences in pass rate
-+- 1.96 SE (paired: the problems' difficulty cancels, so it is tighter than the two pass@1 intervals suggest).
+quantized minus full over the problems both were graded on, with evaluate's paired t interval (the problems'
+difficulty cancels, so it is tighter than the two pass@1 intervals suggest).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import sys
 from collections import defaultdict
 from html import escape
@@ -41,16 +40,13 @@ def _tok_per_s(bench_dir: Path) -> float | None:
 
 
 def paired_delta(full: dict[str, float], quant: dict[str, float]) -> dict[str, Any]:
-    """Δ pass@1 (quantized - full) over the shared problems: mean, 95% CI and the problem count."""
-    rows = sorted(set(full) & set(quant))
-    diffs = [quant[r] - full[r] for r in rows]
-    if not diffs:
+    """Δ pass@1 (quantized - full) over the shared problems: evaluate's paired t interval (`metrics.paired_delta`;
+    a t, not a normal, interval: benchmarks here are small), and the problem count."""
+    d = metrics.paired_delta(quant, full, method="t")
+    if not d["problems"]:
         return {"delta_pass@1": None, "delta_ci95": [None, None], "paired_problems": 0}
-    mean = sum(diffs) / len(diffs)
-    # Not metrics.mean_ci: that one clamps to [0, 1], a rate's range; a difference lies in [-1, 1].
-    var = sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1) if len(diffs) > 1 else 0.0
-    half = metrics.Z95 * math.sqrt(var / len(diffs))
-    return {"delta_pass@1": mean, "delta_ci95": [mean - half, mean + half], "paired_problems": len(rows)}
+    return {"delta_pass@1": d["delta"], "delta_ci95": list(d["ci95"]), "paired_problems": d["problems"],
+            "p_value": d["p_value"]}  # fmt: skip
 
 
 def compare(run_dir: str | Path) -> dict[str, Any] | None:
