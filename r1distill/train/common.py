@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from r1distill.core.config import ConfigError
-from r1distill.core.store import StageError
+from r1distill.core.store import StageError, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +188,27 @@ def check_resume(output_dir: Path, run_key: dict[str, Any], force: bool, stage: 
     if is_main_process():
         ckpts.mkdir(parents=True, exist_ok=True)
         state.write_text(json.dumps(run_key))
+
+
+def start_model(model: str | None, input_dir: Path | None, stage: str) -> str:
+    """The model a training stage continues from: `<stage>.model`, or the finished training folder it reads."""
+    from r1distill.core.models import resolve_model
+
+    if model:
+        return resolve_model(model)
+    if input_dir is None or not read_manifest(input_dir):
+        raise StageError(
+            f"{stage}: {input_dir} holds no finished {_trained_by(input_dir)} run (no "
+            f"manifest.json); run that stage first, or set {stage}.model to a model folder, a Hub id or bundled:smollm2"
+        )
+    return str(input_dir)
+
+
+def _trained_by(folder: Path | None) -> str:
+    """Which training stage a run-dir folder is by its name (sft when it is not one)."""
+    from r1distill.core.registry import LAUNCHED
+
+    return folder.name if folder is not None and Path(folder).name in LAUNCHED else "sft"
 
 
 def _state():

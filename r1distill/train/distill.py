@@ -33,7 +33,7 @@ from typing import Any
 from r1distill.core.config import ConfigError, config_hash
 from r1distill.core.models import BUNDLED, load_tokenizer, resolve_model
 from r1distill.core.stage import Stage
-from r1distill.core.store import StageError, manifest_hash, read_manifest
+from r1distill.core.store import StageError, manifest_hash
 from r1distill.generate import stage as generate
 from r1distill.generate.prompts import Prompt, SourceConfig
 from r1distill.generate.prompts import load_prompts as load_prompts_from
@@ -98,16 +98,9 @@ def validate(cfg: DistillStageConfig) -> None:
     training.validate(cfg, "distill", config_class(cfg))
 
 
-def student_model(cfg: DistillStageConfig, input_dir: Path | None) -> str:
-    """The model distillation starts from: `distill.model`, or the finished sft folder."""
-    if cfg.model:
-        return resolve_model(cfg.model)
-    if input_dir is None or not read_manifest(input_dir):
-        raise StageError(
-            f"distill: {input_dir} holds no finished sft run (no manifest.json); run sft first, or set distill.model "
-            "to a model folder, a Hub id or bundled:smollm2"
-        )
-    return str(input_dir)
+def student_model(cfg, input_dir: Path | None) -> str:
+    """The model distill starts from: `distill.model`, or the finished folder of the training stage before it."""
+    return training.start_model(cfg.model, input_dir, "distill")
 
 
 def check_vocabulary(student_tok: Any, teacher: str) -> None:

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from r1distill.core.config import ConfigError, config_hash
-from r1distill.core.models import load_tokenizer, resolve_model
+from r1distill.core.models import load_tokenizer
 from r1distill.core.stage import Stage
-from r1distill.core.store import StageError, manifest_hash, read_manifest
+from r1distill.core.store import StageError, manifest_hash
 from r1distill.generate.prompts import Prompt, SourceConfig
 from r1distill.grading.grader import Grader
 from r1distill.train import common as training
@@ -74,16 +74,9 @@ class RLStageConfig:
 Config = RLStageConfig
 
 
-def policy_model(cfg: RLStageConfig, input_dir: Path | None) -> str:
-    """The model GRPO starts from: `rl.model`, or the finished sft folder."""
-    if cfg.model:
-        return resolve_model(cfg.model)
-    if input_dir is None or not read_manifest(input_dir):
-        raise StageError(
-            f"rl: {input_dir} holds no finished sft run (no manifest.json); run sft first, or set rl.model "
-            "to a model folder, a Hub id or bundled:smollm2"
-        )
-    return str(input_dir)
+def policy_model(cfg, input_dir: Path | None) -> str:
+    """The model rl starts from: `rl.model`, or the finished folder of the training stage before it."""
+    return training.start_model(cfg.model, input_dir, "rl")
 
 
 def _select(cfg: RLStageConfig, gen, model: str, prompts: list[Prompt], output_dir: Path, grader) -> list[dict]:
