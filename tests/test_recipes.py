@@ -100,6 +100,18 @@ def test_teacher_token_estimate_is_the_recipes_arithmetic(tmp_path):
     assert sft.gpu_hours and sft.tokens and "5 epochs" in sft.basis
 
 
+def test_a_model_evaluated_under_two_labels_is_costed_once(tmp_path):
+    # evaluate samples a model once however many labels name it (same_model_as); the estimate agrees
+    rd = f"run_dir={tmp_path}"
+    one = load_recipe(REPO / "pipelines" / "quickstart.yaml", [rd, "evaluate.baselines={start: bundled:smollm2}"])
+    two = load_recipe(
+        REPO / "pipelines" / "quickstart.yaml",
+        [rd, "evaluate.baselines={start: bundled:smollm2, teacher: bundled:smollm2}"],
+    )
+    [ev1], [ev2] = ([ln for ln in estimate.estimate(run.plan(r))[0] if ln.stage == "evaluate"] for r in (one, two))
+    assert ev2.tokens == ev1.tokens and "x 2 models" in ev2.basis  # the trained student and its start
+
+
 def test_a_hub_source_without_limit_is_not_guessed(tmp_path):
     recipe = load_recipe(
         REPO / "pipelines" / "r1-distill-qwen-1.5b.yaml",

@@ -203,7 +203,10 @@ def _evaluate_line(step, a, student: str | None) -> Line:
             unknown.append(name)
         else:
             problems += min(size, cfg.limit) if cfg.limit else size
-    models = [model, *getattr(cfg, "baselines", {}).values()]
+    # a model named twice is sampled once (evaluate's same_model_as); the trained student (sized by its base) is
+    # never the same as a baseline
+    bases = [b for b in dict.fromkeys(getattr(cfg, "baselines", {}).values()) if not (cfg.model and b == cfg.model)]
+    models = [model, *bases]
     tokens = problems * cfg.n * budget * a["completion_fill"] * len(models)
     rates = [decode_rate(m) for m in models]
     rate = rates[0] if None not in rates else None

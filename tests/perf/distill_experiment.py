@@ -6,7 +6,7 @@
 
 Recipe: pipelines/laptop-distill.yaml. Teacher: the bundled SmolLM2-135M-Instruct. Student: the teacher with every
 other layer kept (`r1distill.core.models.build_pruned_student`, 15 of 30 layers), which starts measurably worse.
-The teacher's traces on 192 training problems (generate -> verify -> filter -> build, with top-20 logprobs) are made
+The teacher's traces on 384 training problems (generate -> verify -> filter -> build, with top-20 logprobs) are made
 once; then each arm is stage commands on that recipe (train, evaluate, KL), the whole arm one chunk under
 `flock /tmp/r1d-heavy.lock` so heavy jobs on a shared machine take turns between chunks. Arms are evaluated on
 held-out problems (`arith256`, seed 1000; problems that also occur in a training source are left out of the
@@ -53,6 +53,12 @@ ARMS = {
         "sft + soft labels (top-20, alpha 0.5)",
         "sft",
         overrides=("sft.kd.source=offline", "sft.kd.alpha=0.5", "sft.kd.temperature=1.0", "sft.kd.top_k_mode=tail"),
+    ),
+    "sft_kd_hidden": Arm(
+        "sft + soft labels + hidden states (cosine, every layer)",
+        "sft",
+        overrides=("sft.kd.source=offline", "sft.kd.alpha=0.5", "sft.kd.temperature=1.0", "sft.kd.top_k_mode=tail",
+                   "sft.kd.teacher=bundled:smollm2", "sft.kd.hidden={weight: 1.0, loss: cosine}"),
     ),
     "sft_distill": Arm("sft -> on-policy distillation (reverse KL)", "distill", start="data"),
     "sft_grpo": Arm("sft -> GRPO (accuracy + format rewards)", "rl", start="data"),
