@@ -57,8 +57,14 @@ ARMS = {
     "sft_kd_hidden": Arm(
         "sft + soft labels + hidden states (cosine, every layer)",
         "sft",
-        overrides=("sft.kd.source=offline", "sft.kd.alpha=0.5", "sft.kd.temperature=1.0", "sft.kd.top_k_mode=tail",
-                   "sft.kd.teacher=bundled:smollm2", "sft.kd.hidden={weight: 1.0, loss: cosine}"),
+        overrides=(
+            "sft.kd.source=offline",
+            "sft.kd.alpha=0.5",
+            "sft.kd.temperature=1.0",
+            "sft.kd.top_k_mode=tail",
+            "sft.kd.teacher=bundled:smollm2",
+            "sft.kd.hidden={weight: 1.0, loss: cosine}",
+        ),
     ),
     "sft_distill": Arm("sft -> on-policy distillation (reverse KL)", "distill", start="data"),
     "sft_grpo": Arm("sft -> GRPO (accuracy + format rewards)", "rl", start="data"),
