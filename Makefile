@@ -18,7 +18,7 @@ quickstart: $(STAMP)
 
 test: $(STAMP) system-deps
 	$(BIN)/ruff check r1distill tests
-	$(BIN)/python -m pytest -q -rs tests
+	$(BIN)/python -m pytest -q -rs --durations=25 tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check r1distill tests && $(BIN)/ruff format --check r1distill tests
