@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -58,6 +59,18 @@ def write_jsonl_atomic(path: str | Path, records: Iterable[dict[str, Any] | str]
     lines = [r if isinstance(r, str) else json.dumps(r, ensure_ascii=False) for r in records]
     atomic_write_text(path, "".join(line + "\n" for line in lines))
     return len(lines)
+
+
+def move_into(staging: str | Path, output_dir: str | Path) -> None:
+    """Move every entry of a finished staging folder into `output_dir` (same filesystem: renames), replacing what
+    is there; a model folder is staged whole, then moved, so a reader never sees half of one. The manifest comes
+    after, from the caller."""
+    output_dir = Path(output_dir)
+    for path in Path(staging).iterdir():
+        target = output_dir / path.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(path, target)
 
 
 def sha256_file(path: str | Path) -> str:

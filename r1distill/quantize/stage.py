@@ -35,7 +35,7 @@ from typing import Any
 
 from r1distill.core.config import ConfigError
 from r1distill.core.stage import Stage
-from r1distill.core.store import MANIFEST, StageError, manifest_hash, read_manifest
+from r1distill.core.store import MANIFEST, StageError, manifest_hash, move_into, read_manifest
 from r1distill.quantize.card import model_card
 
 log = logging.getLogger(__name__)
@@ -239,11 +239,7 @@ class QuantizeStage(Stage):
             stats = {"size_bytes": folder_bytes(staging), "full_size_bytes": folder_bytes(student), "wall_s": wall}
             text = model_card(student.name, base, scheme, recipe, calibration, stats, asdict(cfg))
             (staging / "README.md").write_text(text, encoding="utf-8")
-            for path in staging.iterdir():
-                target = output_dir / path.name
-                if target.is_dir() and not target.is_symlink():
-                    shutil.rmtree(target)
-                os.replace(path, target)
+            move_into(staging, output_dir)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return {

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from r1distill.core.config import ConfigError
-from r1distill.core.store import StageError, read_manifest
+from r1distill.core.store import StageError, move_into, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -259,11 +259,7 @@ def save_final(
     tokenizer.save_pretrained(staging)
     trainer.state.save_to_json(str(staging / "trainer_state.json"))
     (staging / "README.md").write_text(card, encoding="utf-8")
-    for path in staging.iterdir():
-        target = output_dir / path.name
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        os.replace(path, target)
+    move_into(staging, output_dir)
     staging.rmdir()
 
 
@@ -284,6 +280,11 @@ def _merge_adapter(folder: Path, base_model: str, model_config: dict | None = No
     merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
     merged.save_pretrained(folder)
     log.info("LoRA merged into %s (adapter kept in %s)", folder, adapter)
+
+
+def num(x: Any) -> str:
+    """A figure in a summary line: three decimals, or '-' when the run logged none."""
+    return "-" if x is None else f"{x:.3f}"
 
 
 def loss_history(output_dir: Path) -> list[dict[str, Any]]:

@@ -170,9 +170,7 @@ class DistillStage(Stage):
         """One line for `r1distill run`: steps, prompts, teacher, divergence from first to last step."""
         if not manifest:
             return "not finished"
-
-        def num(x: Any) -> str:
-            return "-" if x is None else f"{x:.3f}"
+        num = training.num
 
         where = "server" if manifest.get("teacher_server") else "in-process"
         return (

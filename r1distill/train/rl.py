@@ -132,9 +132,7 @@ class RLStage(Stage):
         """One line for `r1distill run`: steps, prompts, reward (and each reward) and KL from first to last step."""
         if not manifest:
             return "not finished"
-
-        def num(x: Any) -> str:
-            return "-" if x is None else f"{x:.3f}"
+        num = training.num
 
         parts = [f"{manifest.get('steps')} GRPO steps on {manifest.get('train_prompts')} prompts"]
         sel = manifest.get("selection")
