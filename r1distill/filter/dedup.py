@@ -124,25 +124,34 @@ class MinHasher:
 
 class LSHIndex:
     """Banded LSH over signatures; `add_or_match` returns the key of an earlier near-duplicate, or indexes the new
-    item and returns None."""
+    item and returns None.
+
+    A band is looked up by a 64-bit hash of its rows (a random linear map mod 2^64), not by its bytes, and a bucket
+    with one item holds that item's number rather than a list: about 1 KB per indexed item instead of 3 at a
+    million samples. Two different bands that share a hash only make a candidate, which the Jaccard check settles.
+    """
 
     def __init__(self, threshold: float = 0.8, num_perm: int = 128):
         self.threshold = threshold
         self.bands, self.rows = lsh_params(threshold, num_perm)
-        self._tables: list[dict[bytes, list[int]]] = [{} for _ in range(self.bands)]
+        rng = np.random.default_rng(7)
+        self._mult = rng.integers(1, 2**63, (1, self.rows), dtype=np.uint64) | np.uint64(1)
+        self._tables: list[dict[int, int | list[int]]] = [{} for _ in range(self.bands)]
         self._sigs: list[np.ndarray] = []
         self._keys: list[object] = []
 
-    def _band_keys(self, sig: np.ndarray) -> list[bytes]:
-        r = self.rows
-        return [sig[i * r : (i + 1) * r].tobytes() for i in range(self.bands)]
+    def _band_keys(self, sig: np.ndarray) -> list[int]:
+        with np.errstate(over="ignore"):
+            rows = sig[: self.bands * self.rows].reshape(self.bands, self.rows)
+            return (rows * self._mult).sum(axis=1, dtype=np.uint64).tolist()
 
     def add_or_match(self, key: object, sig: np.ndarray) -> tuple[object, float] | None:
         """(key of the earlier duplicate, estimated Jaccard) or None after indexing `key`."""
         bands = self._band_keys(sig)
         seen: set[int] = set()
         for table, band in zip(self._tables, bands, strict=True):
-            for idx in table.get(band, ()):
+            hit = table.get(band)
+            for idx in () if hit is None else (hit,) if isinstance(hit, int) else hit:
                 if idx in seen:
                     continue
                 seen.add(idx)
@@ -153,7 +162,13 @@ class LSHIndex:
         self._sigs.append(sig)
         self._keys.append(key)
         for table, band in zip(self._tables, bands, strict=True):
-            table.setdefault(band, []).append(idx)
+            hit = table.get(band)
+            if hit is None:
+                table[band] = idx
+            elif isinstance(hit, int):
+                table[band] = [hit, idx]
+            else:
+                hit.append(idx)
         return None
 
 
