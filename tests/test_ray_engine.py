@@ -19,8 +19,11 @@ RAY = {
 }
 
 
-def test_ray_data_engine_matches_in_process_ids(tmp_path, vllm_engine):
+def test_ray_data_engine_matches_in_process_ids(tmp_path, vllm_engine, monkeypatch):
     ray = pytest.importorskip("ray")
+    from r1distill.generate.engines import ray_data
+
+    monkeypatch.setattr(ray_data, "WINDOW", 3)  # the second run's 4 requests reach Ray as two windows, one dataset
     src = [SourceConfig(name="arith", builtin="arithmetic", count=5)]
     cfg = GenerateConfig(
         sources=src,

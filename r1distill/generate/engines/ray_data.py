@@ -2,7 +2,8 @@
 
 Prompts are chat-templated and tokenized here (so the `<think>` prefill is exact and no BOS is doubled), handed to
 Ray as `tokenized_prompt` rows with per-row `sampling_params`, and the processed rows are consumed as a stream
-(`iter_rows`), so generate writes each sample as it arrives and resumes exactly as with the other engines.
+(`iter_rows`), so generate writes each sample as it arrives and resumes exactly as with the other engines. The
+requests are put into Ray's object store a window at a time, so the driver never holds every tokenized prompt.
 
 Ray's output rows carry no finish reason: it is inferred (`length` when the token budget was used up without an
 end-of-sequence token, else `stop`) and marked `finish_reason_inferred` in the completion's extra fields.
@@ -18,9 +19,12 @@ import logging
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from r1distill.core.store import batched
 from r1distill.generate.engines.base import Completion, Engine, Request, render_ids
 
 log = logging.getLogger(__name__)
+
+WINDOW = 50_000  # prompts per object-store block group: ~0.2-0.5 GB of driver memory at a time
 
 
 class RayDataEngine(Engine):
@@ -64,15 +68,16 @@ class RayDataEngine(Engine):
         import ray
         from ray.data.llm import build_processor, vLLMEngineProcessorConfig
 
-        rows = []
-        for req in requests:
-            sampling = dict(req.sampling)
-            if req.seed is not None and self.supports_seed:
-                sampling["seed"] = req.seed
-            if req.logprobs:
-                sampling["logprobs"] = req.logprobs
-            rows.append({"id": req.id, "tokenized_prompt": self.render(req), "prompt": "", "sampling_params": sampling})
-        if not rows:
+        # the prompts go to Ray's object store WINDOW rows at a time (it spills to disk), so the driver holds one
+        # window of token lists, not a million; the windows are one dataset, streamed through the processor
+        budget: dict[str, int | None] = {}
+        parts = []
+        for window in batched(requests, WINDOW):
+            rows = [self._row(req) for req in window]
+            budget.update((r["id"], r["sampling_params"].get("max_tokens")) for r in rows)
+            parts.append(ray.data.from_items(rows, override_num_blocks=max(1, len(rows) // 8)))
+            del rows
+        if not parts:
             return
         config = vLLMEngineProcessorConfig(
             model_source=self.model,
@@ -84,10 +89,17 @@ class RayDataEngine(Engine):
         )
         processor = build_processor(config, postprocess=_keep_fields)
         eos = self.tokenizer.eos_token_id
-        budget = {r["id"]: r["sampling_params"].get("max_tokens") for r in rows}
-        dataset = ray.data.from_items(rows, override_num_blocks=max(1, len(rows) // 8))
+        dataset = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
         for row in processor(dataset).iter_rows():
-            yield _completion(row, eos, budget[row["id"]])
+            yield _completion(row, eos, budget.pop(row["id"]))
+
+    def _row(self, req: Request) -> dict[str, Any]:
+        sampling = dict(req.sampling)
+        if req.seed is not None and self.supports_seed:
+            sampling["seed"] = req.seed
+        if req.logprobs:
+            sampling["logprobs"] = req.logprobs
+        return {"id": req.id, "tokenized_prompt": self.render(req), "prompt": "", "sampling_params": sampling}
 
 
 def _keep_fields(row: dict[str, Any]) -> dict[str, Any]:
