@@ -212,8 +212,9 @@ def kl_main(model: str, out: str, limit: int = 16) -> None:
     student = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32).eval()
     order = {rid: n for n, rid in enumerate(held_out_ids())}
 
-    def mean_kl(records, reverse: bool) -> float:
-        total = n = 0
+    def kl_by_prompt(records, reverse: bool) -> dict[str, float]:
+        """Problem id -> mean per-token KL over the completion of its (one) sequence."""
+        by = {}
         for rec in records:
             prompt = render_text(tok, Request("", rec["messages"], prefill="<think>\n"))
             text = prompt + rec["completion"].removeprefix("<think>\n")
@@ -223,8 +224,8 @@ def kl_main(model: str, out: str, limit: int = 16) -> None:
                 z_s = student(ids).logits[0, start - 1 : -1].float()
                 z_t = teacher(ids).logits[0, start - 1 : -1].float()
             kl = full_kl(z_t, z_s) if reverse else full_kl(z_s, z_t)  # full_kl(student, teacher) = KL(t || s)
-            total, n = total + kl.sum().item(), n + kl.numel()
-        return total / max(n, 1)
+            by[rec["row"]] = kl.mean().item()
+        return by
 
     def pick(folder: Path) -> list[dict]:
         recs = [r for r in iter_records(folder) if r["k"] == 0 and r["row"] in order]
@@ -232,13 +233,34 @@ def kl_main(model: str, out: str, limit: int = 16) -> None:
 
     teacher_samples = pick(rd / "arms" / "init" / "eval" / "baselines" / "teacher" / BENCH / "samples")
     own = Path(out).parent / "eval" / BENCH / "samples"
-    result = {"kl_teacher_text": mean_kl(teacher_samples, reverse=False), "kl_own_samples": mean_kl(pick(own), True)}
+    fwd, rev = kl_by_prompt(teacher_samples, reverse=False), kl_by_prompt(pick(own), True)
+    result = {
+        "kl_teacher_text": sum(fwd.values()) / max(len(fwd), 1),
+        "kl_own_samples": sum(rev.values()) / max(len(rev), 1),
+        "kl_teacher_text_by_problem": fwd,
+        "kl_own_samples_by_problem": rev,
+    }
     Path(out).write_text(json.dumps(result))
+
+
+def kl_delta(r: dict, init: dict, key: str) -> str:
+    """Paired Δ of an arm's KL against the start's over the same held-out prompts, with its bootstrap CI."""
+    a, b = r.get(key + "_by_problem"), init.get(key + "_by_problem")
+    if not a or not b or r is init:
+        return ""
+    from r1distill.evaluate.metrics import paired_delta as paired
+
+    d = paired(a, b, method="bootstrap")
+    lo, hi = d["ci95"]
+    return f" ({d['delta']:+.2f} [{lo:+.2f}, {hi:+.2f}]{' **' if lo > 0 or hi < 0 else ''})"
 
 
 def table(rd: Path) -> str:
     """The markdown table from every cached arm: pass@1 and its paired delta against the start, KL, wall time."""
-    results = {p.parent.name: json.loads(p.read_text()) for p in sorted((rd / "arms").glob("*/result.json"))}
+    results = {}
+    for p in sorted((rd / "arms").glob("*/result.json")):  # kl.json: the newest KL pass (it can be redone alone)
+        kl = p.with_name("kl.json")
+        results[p.parent.name] = {**json.loads(p.read_text()), **(json.loads(kl.read_text()) if kl.exists() else {})}
     if "init" not in results:
         return "no cached `init` arm yet: run it first (the start every arm is compared with)"
     init = results["init"]
@@ -247,7 +269,8 @@ def table(rd: Path) -> str:
     lines = [
         f"{len(ids)} held-out problems (`{BENCH}`, seed 1000, none in a training source); samples per problem: the "
         f"recipe's evaluate.n for the start and the teacher, {TRAINED_N} for trained arms. Δ = paired difference in "
-        "pass@1 against the untrained student, 95% paired-bootstrap CI over problems.",
+        "pass@1 against the untrained student, 95% paired-bootstrap CI over problems. KL: nats per completion token "
+        "on 16 held-out prompts, in brackets the paired Δ against the start's over the same prompts, with its CI.",
         "",
         "| arm | pass@1 | Δ vs start [95% CI] | KL(t‖s) teacher text | KL(s‖t) own samples | train wall |",
         "|---|---|---|---|---|---|",
@@ -270,8 +293,8 @@ def table(rd: Path) -> str:
         start = ARMS[name].start if name in ARMS else None
         if start and start in results:
             wall += f" (+{results[start]['train_s']:.0f} s {start})"
-        lines.append(f"| {name}: {r['label']} | {p:.3f} | {delta} | {r['kl_teacher_text']:.3f} | "
-                     f"{r['kl_own_samples']:.3f} | {wall} |")  # fmt: skip
+        fwd, rev = (f"{r[k]:.3f}{kl_delta(r, init, k)}" for k in ("kl_teacher_text", "kl_own_samples"))
+        lines.append(f"| {name}: {r['label']} | {p:.3f} | {delta} | {fwd} | {rev} | {wall} |")
     if prep:
         lines += ["", "Teacher data, once for all arms: " + ", ".join(f"{k} {v:.0f} s" for k, v in prep.items())
                   + ". ** = the CI excludes zero."]  # fmt: skip
