@@ -46,6 +46,22 @@ def vllm_engine(teacher_dir):
 
 
 @pytest.fixture(scope="session")
+def _vllm_server(teacher_dir, tmp_path_factory):
+    from vllm_server import VLLMServer
+
+    server = VLLMServer(str(teacher_dir), log_path=tmp_path_factory.mktemp("vllm-server") / "server.log")
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def vllm_server(_vllm_server):
+    """One real vLLM OpenAI server on 127.0.0.1 (the bundled teacher, served as `teacher`) for the session, started
+    on first use and again for a test after one that killed it (the crash tests do)."""
+    return _vllm_server.ensure()
+
+
+@pytest.fixture(scope="session")
 def slurm():
     """A real slurmctld + slurmd on localhost for the session (started as root, shut down at the end)."""
     import slurm_cluster

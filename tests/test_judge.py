@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from vllm_server import VLLMServer
 
 from r1distill.core.records import Sample
 from r1distill.core.store import ShardWriter, StageError, iter_records, read_manifest, write_manifest
@@ -64,8 +63,8 @@ def _generate_folder(folder, samples):
 
 
 @pytest.mark.slow
-def test_judge_through_a_real_server_cache_resume_and_a_killed_server(tmp_path, teacher_dir):
-    server = VLLMServer(str(teacher_dir), log_path=tmp_path / "server.log").start()
+def test_judge_through_a_real_server_cache_resume_and_a_killed_server(tmp_path, vllm_server):
+    server = vllm_server
     http = HTTPSettings(
         base_urls=[server.url],
         max_retries=2,
@@ -95,6 +94,7 @@ def test_judge_through_a_real_server_cache_resume_and_a_killed_server(tmp_path, 
         )
         judged_reasons = {k: n for k, n in manifest["stats"]["by_reason"].items() if k.startswith("judge_")}
         assert sum(judged_reasons.values()) == 3  # counted apart from the rules' reasons
+        assert manifest["counts"]["correct_by_judge"] == judged_reasons.get("judge_correct", 0)
 
         # the cache: one verdict per (problem, answer); a resume asks only what it lacks
         cache = tmp_path / "cache"

@@ -8,7 +8,6 @@ import time
 
 import numpy as np
 import pytest
-from vllm_server import VLLMServer
 
 from r1distill.core.store import iter_records, read_manifest
 from r1distill.generate.engines import Request
@@ -19,8 +18,8 @@ from r1distill.generate.stage import GenerateConfig, run
 pytestmark = pytest.mark.slow
 
 
-def test_chat_and_completions_apis_then_server_crash_and_restart(tmp_path, teacher_dir, vllm_engine):
-    server = VLLMServer(str(teacher_dir), log_path=tmp_path / "server.log").start()
+def test_chat_and_completions_apis_then_server_crash_and_restart(tmp_path, teacher_dir, vllm_engine, vllm_server):
+    server = vllm_server
     try:
         # Logprobs through HTTP (chat and completions) match the in-process engine on the same greedy request.
         greedy = {"max_tokens": 12, "temperature": 0.0}

@@ -72,6 +72,13 @@ class VLLMServer:
         self.kill()
         raise RuntimeError(f"vLLM server not ready after {timeout} s; log: {self.log_path}")
 
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def ensure(self) -> VLLMServer:
+        """The server, started again if a test before this one killed it (the session's server is shared)."""
+        return self if self.alive() else self.start()
+
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Signal the whole group and wait until none of its processes is left."""
         if self.proc is None:

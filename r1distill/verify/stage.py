@@ -199,6 +199,8 @@ def _select(cfg: VerifyConfig, graded: Path, output_dir: Path) -> dict[str, Any]
             by_reason[verdict["reason"]] += 1
             by_domain[domain]["samples"] += 1
             by_domain[domain]["correct"] += bool(verdict["correct"])
+            if verdict["correct"] and verdict.get("verdict_by") == "judge":
+                by_domain[domain]["correct_by_judge"] += 1
             if verdict.get("isolation"):
                 isolation[verdict["isolation"]] += 1
             if key in dropped_prompts:
@@ -217,6 +219,7 @@ def _select(cfg: VerifyConfig, graded: Path, output_dir: Path) -> dict[str, Any]
     counts = {
         "samples": n,
         "correct": n_correct,
+        "correct_by_judge": sum(c["correct_by_judge"] for c in by_domain.values()),  # of `correct`: an LLM's word
         "kept": writer.written,
         "dropped": dict(sorted(dropped.items())),
         "prompts": len(per_prompt),
@@ -259,7 +262,8 @@ class VerifyStage(Stage):
         c = manifest["counts"]
         dropped = ", ".join(f"{k} {v}" for k, v in sorted(c.get("dropped", {}).items()))
         return (
-            f"{c['samples']} samples graded: {c['correct']} correct ({c['correct'] / max(c['samples'], 1):.0%}), "
+            f"{c['samples']} samples graded: {c['correct']} correct ({c['correct'] / max(c['samples'], 1):.0%}"
+            f"{', ' + str(c['correct_by_judge']) + ' by the judge' if c.get('correct_by_judge') else ''}), "
             f"{c['kept']} kept; dropped: {dropped or 'none'}; prompts never solved {c.get('prompts_never_solved', 0)}, "
             f"always solved {c.get('prompts_always_solved', 0)}"
         )
