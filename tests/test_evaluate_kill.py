@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from test_generate_kill import kill_group
+from test_generate_kill import kill_group, lines_on_disk
 
 from r1distill.core.config import load_recipe
 from r1distill.core.store import iter_records, read_manifest
@@ -46,7 +46,7 @@ def start(recipe, out):
 
 
 def on_disk(out):
-    return sum(p.read_bytes().count(b"\n") for p in out.glob("*/samples/part-*.jsonl*"))
+    return lines_on_disk(out, "*/samples/part-*.jsonl*")
 
 
 def test_sigkill_mid_sampling_then_resume(tmp_path, shared_dir):
