@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -155,19 +156,28 @@ def build_pruned_student(teacher: str | Path, out_dir: str | Path, keep_every: i
 
     src = resolve_model(str(teacher))
     model = AutoModelForCausalLM.from_pretrained(src, dtype=getattr(torch, dtype))
-    layers = model.model.layers
-    kept = torch.nn.ModuleList(layers[i] for i in range(0, len(layers), keep_every))
-    for new_idx, layer in enumerate(kept):
-        # The KV cache is indexed by each attention's layer_idx: it must follow the new numbering.
-        if hasattr(layer, "self_attn") and hasattr(layer.self_attn, "layer_idx"):
-            layer.self_attn.layer_idx = new_idx
-    model.model.layers = kept
-    model.config.num_hidden_layers = len(kept)
-    if getattr(model.config, "layer_types", None):
-        model.config.layer_types = [model.config.layer_types[i] for i in range(0, len(layers), keep_every)]
+    total = len(model.model.layers)
+    keep_layers(model, range(0, total, keep_every))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
     AutoTokenizer.from_pretrained(src).save_pretrained(out_dir)
-    log.info("pruned student: %d of %d layers of %s -> %s", len(kept), len(layers), src, out_dir)
+    log.info("pruned student: %d of %d layers of %s -> %s", model.config.num_hidden_layers, total, src, out_dir)
     return out_dir
+
+
+def keep_layers(model: Any, keep: Iterable[int]) -> Any:
+    """Cut a decoder-only model down to the decoder layers `keep` (in place; returned): the config follows, and each
+    attention's `layer_idx` is renumbered, since the KV cache is indexed by it."""
+    import torch
+
+    keep = list(keep)
+    layers = model.model.layers
+    model.model.layers = torch.nn.ModuleList(layers[i] for i in keep)
+    for new_idx, layer in enumerate(model.model.layers):
+        if hasattr(layer, "self_attn") and hasattr(layer.self_attn, "layer_idx"):
+            layer.self_attn.layer_idx = new_idx
+    model.config.num_hidden_layers = len(keep)
+    if getattr(model.config, "layer_types", None):
+        model.config.layer_types = [model.config.layer_types[i] for i in keep]
+    return model

@@ -261,9 +261,10 @@ class VerifyStage(Stage):
         """One line a person reads at the end of a run."""
         c = manifest["counts"]
         dropped = ", ".join(f"{k} {v}" for k, v in sorted(c.get("dropped", {}).items()))
+        judged = f", {c['correct_by_judge']} by the judge" if c.get("correct_by_judge") else ""
+        share = c["correct"] / max(c["samples"], 1)
         return (
-            f"{c['samples']} samples graded: {c['correct']} correct ({c['correct'] / max(c['samples'], 1):.0%}"
-            f"{', ' + str(c['correct_by_judge']) + ' by the judge' if c.get('correct_by_judge') else ''}), "
+            f"{c['samples']} samples graded: {c['correct']} correct ({share:.0%}{judged}), "
             f"{c['kept']} kept; dropped: {dropped or 'none'}; prompts never solved {c.get('prompts_never_solved', 0)}, "
             f"always solved {c.get('prompts_always_solved', 0)}"
         )

@@ -2,14 +2,13 @@
 
     .venv/bin/python tests/perf/prune_probe.py "[]" "[29]" "range(1, 30, 2)"     each argument: the layers to drop
 
-Each cut is the teacher with those decoder layers removed (as `build_pruned_student` does, KV-cache indices
-renumbered), asked the first 40 problems of `arith256` with the laptop experiment's system prompt and `<think>` prefill,
+Each cut is the teacher with those decoder layers removed (`core.models.keep_layers`, as `build_pruned_student`
+cuts), asked the first 40 problems of `arith256` with the laptop experiment's system prompt and `<think>` prefill,
 48 greedy tokens (HF generate, no vLLM). Prints the correct answers and how many produced a `\\boxed{}` at all.
 Measured 2026-12-02: full teacher 11/40 correct (31 boxed); drop [29] 0/40 (0 boxed); [1, 2] 0; [26, 27, 28] 0;
 every 3rd 0; every 5th 0; 20-27 0; every other 0 -- SmolLM2-135M does not survive any cut without training.
 """
 
-import re
 import sys
 import time
 from pathlib import Path
@@ -20,8 +19,10 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
-from r1distill.core.models import resolve_model  # noqa: E402
+from r1distill.core.models import keep_layers, resolve_model  # noqa: E402
 from r1distill.evaluate import benchmarks  # noqa: E402
+from r1distill.grading.answer import last_boxed  # noqa: E402
+from r1distill.grading.math import math_equal  # noqa: E402
 
 RECIPE = Path(__file__).resolve().parents[2] / "pipelines" / "laptop-distill.yaml"
 
@@ -46,24 +47,17 @@ def main(specs: list[str]) -> None:
     for spec in specs:
         drop = set(eval(spec))  # a list or a range, from the command line
         model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32).eval()
-        layers = model.model.layers
-        keep = [i for i in range(len(layers)) if i not in drop]
-        model.model.layers = torch.nn.ModuleList(layers[i] for i in keep)
-        for j, layer in enumerate(model.model.layers):
-            layer.self_attn.layer_idx = j
-        model.config.num_hidden_layers = len(keep)
-        if getattr(model.config, "layer_types", None):
-            model.config.layer_types = [model.config.layer_types[i] for i in keep]
+        keep_layers(model, [i for i in range(len(model.model.layers)) if i not in drop])
         t0 = time.monotonic()
         with torch.no_grad():
             out = model.generate(**enc, max_new_tokens=48, do_sample=False, pad_token_id=tok.eos_token_id)
         correct = boxed = 0
         for r, o in zip(rows, out, strict=True):
-            found = re.findall(r"\\boxed\{([^}]*)\}", tok.decode(o[enc.input_ids.shape[1] :], skip_special_tokens=True))
-            boxed += bool(found)
-            correct += bool(found) and found[-1].strip() == str(r["answer"]).strip()
-        print(f"{len(keep)} layers (dropped {sorted(drop)}): {correct}/{len(rows)} correct, {boxed} boxed, "
-              f"{time.monotonic() - t0:.0f} s", flush=True)  # fmt: skip
+            found = last_boxed(tok.decode(o[enc.input_ids.shape[1] :], skip_special_tokens=True))
+            boxed += found is not None
+            correct += found is not None and math_equal(found, str(r["answer"]))
+        print(f"{model.config.num_hidden_layers} layers (dropped {sorted(drop)}): {correct}/{len(rows)} correct, "
+              f"{boxed} boxed, {time.monotonic() - t0:.0f} s", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
